@@ -1,0 +1,156 @@
+//! Everything a client request can fail with, and how failures look on the wire.
+
+use serde::Serialize;
+use switchboard_sfu::SfuError;
+
+use crate::call::CallError;
+use crate::payload::PayloadError;
+
+/// A refused client event. Each variant has a stable wire code (docs/protocol.md §5) and a
+/// readable message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SignalingError {
+    #[error("{0}")]
+    InvalidPayload(String),
+    #[error("payload is {size} bytes, over the {limit} byte limit")]
+    PayloadTooLarge { size: usize, limit: usize },
+    #[error("no such user")]
+    UnknownUser,
+    #[error("the user is not online")]
+    UserOffline,
+    #[error("you cannot call yourself")]
+    SelfCall,
+    #[error("{0} already in a call")]
+    Busy(&'static str),
+    #[error("no such call (or it already ended)")]
+    UnknownCall,
+    #[error("you are not a participant of this call")]
+    NotAParticipant,
+    #[error("{0}")]
+    InvalidState(String),
+    #[error("{0}")]
+    NotPermitted(String),
+    #[error("{0}")]
+    MediaRejected(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl SignalingError {
+    /// The stable wire code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            SignalingError::InvalidPayload(_) => "invalid_payload",
+            SignalingError::PayloadTooLarge { .. } => "payload_too_large",
+            SignalingError::UnknownUser => "unknown_user",
+            SignalingError::UserOffline => "user_offline",
+            SignalingError::SelfCall => "self_call",
+            SignalingError::Busy(_) => "busy",
+            SignalingError::UnknownCall => "unknown_call",
+            SignalingError::NotAParticipant => "not_a_participant",
+            SignalingError::InvalidState(_) => "invalid_state",
+            SignalingError::NotPermitted(_) => "not_permitted",
+            SignalingError::MediaRejected(_) => "media_rejected",
+            SignalingError::Internal(_) => "internal",
+        }
+    }
+
+    /// The `error` event for this failure.
+    pub fn event(&self, event: &str, call_id: Option<String>) -> ErrorEvent {
+        ErrorEvent {
+            code: self.code(),
+            message: self.to_string(),
+            event: Some(event.to_owned()),
+            call_id,
+        }
+    }
+
+    /// The acknowledgement for this failure.
+    pub fn ack(&self) -> serde_json::Value {
+        serde_json::json!({
+            "ok": false,
+            "error": { "code": self.code(), "message": self.to_string() },
+        })
+    }
+}
+
+impl From<PayloadError> for SignalingError {
+    fn from(e: PayloadError) -> Self {
+        match e {
+            PayloadError::Invalid(message) => SignalingError::InvalidPayload(message),
+            PayloadError::TooLarge { size, limit } => SignalingError::PayloadTooLarge { size, limit },
+        }
+    }
+}
+
+impl From<CallError> for SignalingError {
+    fn from(e: CallError) -> Self {
+        match e {
+            CallError::SelfCall => SignalingError::SelfCall,
+            CallError::NotAParticipant => SignalingError::NotAParticipant,
+            CallError::AlreadyEnded => SignalingError::UnknownCall,
+            CallError::InvalidState { .. } => SignalingError::InvalidState(e.to_string()),
+            CallError::NotPermitted(_) => SignalingError::NotPermitted(e.to_string()),
+        }
+    }
+}
+
+impl From<SfuError> for SignalingError {
+    /// Refusals caused by the client's SDP or candidates are `media_rejected`; everything else
+    /// is the server's fault.
+    fn from(e: SfuError) -> Self {
+        match e {
+            SfuError::InvalidSdp(_) | SfuError::InvalidCandidate(_) | SfuError::NoPendingOffer => {
+                SignalingError::MediaRejected(e.to_string())
+            }
+            SfuError::RoomFull { .. } => SignalingError::MediaRejected(e.to_string()),
+            other => SignalingError::Internal(other.to_string()),
+        }
+    }
+}
+
+/// Payload of the `error` event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ErrorEvent {
+    pub code: &'static str,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub call_id: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_stable() {
+        assert_eq!(SignalingError::Busy("callee is").code(), "busy");
+        assert_eq!(SignalingError::from(CallError::AlreadyEnded).code(), "unknown_call");
+        assert_eq!(
+            SignalingError::from(PayloadError::TooLarge { size: 2, limit: 1 }).code(),
+            "payload_too_large"
+        );
+        assert_eq!(
+            SignalingError::from(SfuError::InvalidSdp("x".into())).code(),
+            "media_rejected"
+        );
+        assert_eq!(SignalingError::from(SfuError::ShuttingDown).code(), "internal");
+    }
+
+    #[test]
+    fn wire_shapes() {
+        let e = SignalingError::UnknownCall;
+        let event = serde_json::to_value(e.event("accept_call", Some("c1".into()))).unwrap();
+        assert_eq!(event["code"], "unknown_call");
+        assert_eq!(event["event"], "accept_call");
+        assert_eq!(event["call_id"], "c1");
+        let event = serde_json::to_value(e.event("accept_call", None)).unwrap();
+        assert!(event.get("call_id").is_none());
+        let ack = e.ack();
+        assert_eq!(ack["ok"], false);
+        assert_eq!(ack["error"]["code"], "unknown_call");
+        assert!(ack["error"]["message"].as_str().unwrap().contains("no such call"));
+    }
+}

@@ -1,0 +1,105 @@
+//! # switchboard-signaling: calls, identity and the Socket.IO protocol
+//!
+//! Implements docs/protocol.md. Owns:
+//! - **identity** ([`identity`]): display names and HS256 session tokens (`POST /api/session`),
+//!   checked once when a socket connects;
+//! - **presence** ([`presence`]): who is online, on which sockets, and who is busy;
+//! - **calls** ([`call`]): the pure call state machine (ringing → active → ended);
+//! - **payloads** ([`payload`]) and **errors** ([`error`]): every client event is parsed into a
+//!   typed payload, and every refusal has a stable wire code;
+//! - the bridge to the media plane: a call is a room on the [`Sfu`]; each participant is the
+//!   SFU participant `"{call_id}/{user_id}"` whose stream label is the user id.
+//!
+//! ## Threading model
+//! Socket.IO handlers run as tokio tasks (socketioxide spawns one per event). They share one
+//! `Hub` whose state sits behind a `std::sync::Mutex`: operations are short and synchronous
+//! under the lock, and the lock is never held across an `.await` (SFU requests happen between
+//! two critical sections, the second re-checking the call still exists). Events are emitted
+//! under the lock, which only queues them, so each socket sees them in state order. One
+//! extra task consumes [`SfuEvents`]; each ringing call has a timer task.
+//!
+//! ## Invariants
+//! - A socket's user is fixed at connect; payloads never name their sender.
+//! - A user is in at most one live call (`busy`). A call is bound to the caller's initiating
+//!   socket and, once accepted, to the callee's accepting socket; only those sockets act on
+//!   it, and their disconnect ends it.
+//! - Nothing a client sends panics the server or affects another call: every failure is an
+//!   error ack plus an `error` event, and the socket stays connected.
+//! - Every ended call with media frees both SFU participants (`Sfu::leave`).
+
+pub mod call;
+pub mod config;
+pub mod error;
+mod http;
+mod hub;
+pub mod identity;
+mod ids;
+mod namespace;
+pub mod payload;
+pub mod presence;
+
+use std::sync::Arc;
+
+use socketioxide::layer::SocketIoLayer;
+use socketioxide::SocketIo;
+use switchboard_sfu::{Sfu, SfuEvents};
+
+pub use call::{CallKind, EndReason};
+pub use config::{ConfigError, SignalingConfig};
+pub use error::{ErrorEvent, SignalingError};
+pub use hub::SignalingStats;
+pub use identity::{NameError, TokenError, User};
+pub use ids::{CallId, UserId};
+
+/// A handle on the running signaling service. Cheap to clone.
+#[derive(Clone)]
+pub struct Signaling {
+    hub: Arc<hub::Hub>,
+    io: SocketIo,
+}
+
+impl Signaling {
+    /// Builds the Socket.IO layer (mount it on the HTTP router) and starts consuming the SFU's
+    /// events. Must be called inside a tokio runtime.
+    pub fn new(
+        config: SignalingConfig,
+        sfu: Sfu,
+        sfu_events: SfuEvents,
+    ) -> Result<(SocketIoLayer, Signaling), ConfigError> {
+        config.validate()?;
+        // Transport frames may be somewhat larger than the event limit so that an oversized
+        // event gets a `payload_too_large` error instead of a dropped connection; beyond this
+        // the transport closes the connection.
+        let transport_limit = config.max_payload_bytes * 2 + 4096;
+        let hub = Arc::new(hub::Hub::new(config, sfu));
+        let (layer, io) = SocketIo::builder()
+            .max_payload(transport_limit as u64)
+            .ws_max_message_size(transport_limit)
+            .with_state(Arc::clone(&hub))
+            .build_layer();
+        namespace::register(&io);
+        tokio::spawn(Arc::clone(&hub).run_sfu_events(sfu_events));
+        Ok((layer, Signaling { hub, io }))
+    }
+
+    /// The HTTP routes signaling owns: `POST /api/session`.
+    pub fn router(&self) -> axum::Router {
+        http::router(Arc::clone(&self.hub))
+    }
+
+    /// Issues a session token, as `POST /api/session` does.
+    pub fn issue_session(&self, name: &str) -> Result<(String, User), NameError> {
+        self.hub.issue(name)
+    }
+
+    pub fn stats(&self) -> SignalingStats {
+        self.hub.stats()
+    }
+
+    /// Ends every call with reason `shutdown`, frees their SFU participants, refuses new calls
+    /// and disconnects every socket. Does not stop the SFU.
+    pub async fn shutdown(&self) {
+        self.hub.shutdown().await;
+        self.io.close().await;
+    }
+}
