@@ -278,7 +278,13 @@ mod tests {
     }
 
     fn ringing() -> Call {
-        Call::new(CallId::new("c1"), CallKind::Video, user("alice"), user("bob")).unwrap()
+        Call::new(
+            CallId::new("c1"),
+            CallKind::Video,
+            user("alice"),
+            user("bob"),
+        )
+        .unwrap()
     }
 
     fn active() -> Call {
@@ -329,14 +335,26 @@ mod tests {
     #[test]
     fn strangers_can_do_nothing() {
         let mut call = ringing();
-        assert_eq!(call.accept(&id(EVE)).unwrap_err().code(), "not_a_participant");
-        assert_eq!(call.reject(&id(EVE)).unwrap_err().code(), "not_a_participant");
+        assert_eq!(
+            call.accept(&id(EVE)).unwrap_err().code(),
+            "not_a_participant"
+        );
+        assert_eq!(
+            call.reject(&id(EVE)).unwrap_err().code(),
+            "not_a_participant"
+        );
         assert_eq!(
             call.end(&id(EVE), HangupReason::Hangup).unwrap_err().code(),
             "not_a_participant"
         );
-        assert_eq!(call.check_media(&id(EVE)).unwrap_err().code(), "not_a_participant");
-        assert_eq!(call.disconnect(&id(EVE)).unwrap_err().code(), "not_a_participant");
+        assert_eq!(
+            call.check_media(&id(EVE)).unwrap_err().code(),
+            "not_a_participant"
+        );
+        assert_eq!(
+            call.disconnect(&id(EVE)).unwrap_err().code(),
+            "not_a_participant"
+        );
         assert_eq!(call.state(), CallState::Ringing);
     }
 
@@ -359,20 +377,29 @@ mod tests {
     #[test]
     fn caller_ending_while_ringing_cancels() {
         let mut call = ringing();
-        assert_eq!(call.end(&id(ALICE), HangupReason::Hangup), Ok(EndReason::Cancelled));
+        assert_eq!(
+            call.end(&id(ALICE), HangupReason::Hangup),
+            Ok(EndReason::Cancelled)
+        );
     }
 
     #[test]
     fn callee_ending_while_ringing_rejects() {
         let mut call = ringing();
-        assert_eq!(call.end(&id(BOB), HangupReason::Hangup), Ok(EndReason::Rejected));
+        assert_eq!(
+            call.end(&id(BOB), HangupReason::Hangup),
+            Ok(EndReason::Rejected)
+        );
     }
 
     #[test]
     fn either_participant_hangs_up_an_active_call() {
         for who in [ALICE, BOB] {
             let mut call = active();
-            assert_eq!(call.end(&id(who), HangupReason::Hangup), Ok(EndReason::Hangup));
+            assert_eq!(
+                call.end(&id(who), HangupReason::Hangup),
+                Ok(EndReason::Hangup)
+            );
             assert!(call.is_ended());
         }
     }
@@ -395,11 +422,23 @@ mod tests {
     fn ended_calls_refuse_everything() {
         let mut call = active();
         call.end(&id(ALICE), HangupReason::Hangup).unwrap();
-        assert_eq!(call.end(&id(BOB), HangupReason::Hangup).unwrap_err().code(), "unknown_call");
-        assert_eq!(call.check_media(&id(BOB)).unwrap_err().code(), "unknown_call");
+        assert_eq!(
+            call.end(&id(BOB), HangupReason::Hangup).unwrap_err().code(),
+            "unknown_call"
+        );
+        assert_eq!(
+            call.check_media(&id(BOB)).unwrap_err().code(),
+            "unknown_call"
+        );
         assert_eq!(call.timeout().unwrap_err().code(), "unknown_call");
-        assert_eq!(call.disconnect(&id(BOB)).unwrap_err().code(), "unknown_call");
-        assert_eq!(call.terminate(EndReason::Failed).unwrap_err().code(), "unknown_call");
+        assert_eq!(
+            call.disconnect(&id(BOB)).unwrap_err().code(),
+            "unknown_call"
+        );
+        assert_eq!(
+            call.terminate(EndReason::Failed).unwrap_err().code(),
+            "unknown_call"
+        );
         assert_eq!(call.state(), CallState::Ended(EndReason::Hangup));
     }
 
@@ -415,7 +454,10 @@ mod tests {
     #[test]
     fn media_needs_an_active_call() {
         let call = ringing();
-        assert_eq!(call.check_media(&id(ALICE)).unwrap_err().code(), "invalid_state");
+        assert_eq!(
+            call.check_media(&id(ALICE)).unwrap_err().code(),
+            "invalid_state"
+        );
         let call = active();
         assert_eq!(call.check_media(&id(ALICE)), Ok(Role::Caller));
         assert_eq!(call.check_media(&id(BOB)), Ok(Role::Callee));

@@ -59,7 +59,9 @@ impl SignalingConfig {
             return Err(ConfigError("token_lifetime must be at least 60 s".into()));
         }
         if self.max_payload_bytes < 1024 {
-            return Err(ConfigError("max_payload_bytes must be at least 1024".into()));
+            return Err(ConfigError(
+                "max_payload_bytes must be at least 1024".into(),
+            ));
         }
         Ok(())
     }

@@ -78,7 +78,9 @@ impl From<PayloadError> for SignalingError {
     fn from(e: PayloadError) -> Self {
         match e {
             PayloadError::Invalid(message) => SignalingError::InvalidPayload(message),
-            PayloadError::TooLarge { size, limit } => SignalingError::PayloadTooLarge { size, limit },
+            PayloadError::TooLarge { size, limit } => {
+                SignalingError::PayloadTooLarge { size, limit }
+            }
         }
     }
 }
@@ -127,7 +129,10 @@ mod tests {
     #[test]
     fn codes_are_stable() {
         assert_eq!(SignalingError::Busy("callee is").code(), "busy");
-        assert_eq!(SignalingError::from(CallError::AlreadyEnded).code(), "unknown_call");
+        assert_eq!(
+            SignalingError::from(CallError::AlreadyEnded).code(),
+            "unknown_call"
+        );
         assert_eq!(
             SignalingError::from(PayloadError::TooLarge { size: 2, limit: 1 }).code(),
             "payload_too_large"
@@ -136,7 +141,10 @@ mod tests {
             SignalingError::from(SfuError::InvalidSdp("x".into())).code(),
             "media_rejected"
         );
-        assert_eq!(SignalingError::from(SfuError::ShuttingDown).code(), "internal");
+        assert_eq!(
+            SignalingError::from(SfuError::ShuttingDown).code(),
+            "internal"
+        );
     }
 
     #[test]
@@ -151,6 +159,9 @@ mod tests {
         let ack = e.ack();
         assert_eq!(ack["ok"], false);
         assert_eq!(ack["error"]["code"], "unknown_call");
-        assert!(ack["error"]["message"].as_str().unwrap().contains("no such call"));
+        assert!(ack["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no such call"));
     }
 }

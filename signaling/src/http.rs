@@ -33,7 +33,10 @@ async fn create_session(
     let request = match body {
         Ok(Json(request)) => request,
         Err(rejection) => {
-            return bad_request(format!("expected JSON {{\"name\": string}}: {}", rejection.body_text()))
+            return bad_request(format!(
+                "expected JSON {{\"name\": string}}: {}",
+                rejection.body_text()
+            ))
         }
     };
     match hub.issue(&request.name) {

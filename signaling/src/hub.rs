@@ -23,7 +23,9 @@ use tracing::{debug, info, warn};
 
 use crate::call::{Call, CallState, EndReason, HangupReason, Role};
 use crate::identity::{NameError, TokenIssuer};
-use crate::payload::{self, CallRef, EndCall, MediaState, WebrtcAnswer, WebrtcIceCandidate, WebrtcOffer};
+use crate::payload::{
+    self, CallRef, EndCall, MediaState, WebrtcAnswer, WebrtcIceCandidate, WebrtcOffer,
+};
 use crate::presence::Presence;
 use crate::{CallId, SignalingConfig, SignalingError, User, UserId};
 
@@ -193,7 +195,9 @@ impl Hub {
             .filter(|(_, e)| {
                 e.caller_socket == sid
                     || e.callee_socket == Some(sid)
-                    || (went_offline && e.callee_socket.is_none() && e.call.callee().id == me.user.id)
+                    || (went_offline
+                        && e.callee_socket.is_none()
+                        && e.call.callee().id == me.user.id)
             })
             .map(|(id, _)| id.clone())
             .collect();
@@ -218,7 +222,9 @@ impl Hub {
         let p: payload::InitiateCall = payload::parse(value, self.config.max_payload_bytes)?;
         let mut state = self.lock();
         if state.shutting_down {
-            return Err(SignalingError::Internal("the server is shutting down".into()));
+            return Err(SignalingError::Internal(
+                "the server is shutting down".into(),
+            ));
         }
         if p.to == me.user.id {
             return Err(SignalingError::SelfCall);
@@ -290,7 +296,10 @@ impl Hub {
         let call_id = p.call_id;
         let (caller, callee) = {
             let mut state = self.lock();
-            let entry = state.calls.get_mut(&call_id).ok_or(SignalingError::UnknownCall)?;
+            let entry = state
+                .calls
+                .get_mut(&call_id)
+                .ok_or(SignalingError::UnknownCall)?;
             entry.check_socket(me)?;
             entry.call.accept(&me.user.id)?;
             entry.callee_socket = Some(me.sid());
@@ -358,10 +367,18 @@ impl Hub {
         Ok(())
     }
 
-    pub fn reject(&self, me: &Me, value: &Value, ack: &mut Option<AckSender>) -> Result<(), SignalingError> {
+    pub fn reject(
+        &self,
+        me: &Me,
+        value: &Value,
+        ack: &mut Option<AckSender>,
+    ) -> Result<(), SignalingError> {
         let p: CallRef = payload::parse(value, self.config.max_payload_bytes)?;
         let mut state = self.lock();
-        let entry = state.calls.get_mut(&p.call_id).ok_or(SignalingError::UnknownCall)?;
+        let entry = state
+            .calls
+            .get_mut(&p.call_id)
+            .ok_or(SignalingError::UnknownCall)?;
         entry.check_socket(me)?;
         let reason = entry.call.reject(&me.user.id)?;
         info!(call_id = %p.call_id, user_id = %me.user.id, "call rejected");
@@ -370,12 +387,22 @@ impl Hub {
         Ok(())
     }
 
-    pub fn end(&self, me: &Me, value: &Value, ack: &mut Option<AckSender>) -> Result<(), SignalingError> {
+    pub fn end(
+        &self,
+        me: &Me,
+        value: &Value,
+        ack: &mut Option<AckSender>,
+    ) -> Result<(), SignalingError> {
         let p: EndCall = payload::parse(value, self.config.max_payload_bytes)?;
         let mut state = self.lock();
-        let entry = state.calls.get_mut(&p.call_id).ok_or(SignalingError::UnknownCall)?;
+        let entry = state
+            .calls
+            .get_mut(&p.call_id)
+            .ok_or(SignalingError::UnknownCall)?;
         entry.check_socket(me)?;
-        let reason = entry.call.end(&me.user.id, p.reason.unwrap_or(HangupReason::Hangup))?;
+        let reason = entry
+            .call
+            .end(&me.user.id, p.reason.unwrap_or(HangupReason::Hangup))?;
         info!(call_id = %p.call_id, user_id = %me.user.id, reason = reason.as_str(), "call ended by participant");
         ok_ack(ack, json!({}));
         self.finish_call(&mut state, &p.call_id, reason, Some(&me.user));
@@ -396,26 +423,47 @@ impl Hub {
     // ---- media ----
 
     /// Checks that `me` may send media messages in `call_id` and returns its SFU participant.
-    fn media_participant(&self, me: &Me, call_id: &CallId) -> Result<ParticipantId, SignalingError> {
+    fn media_participant(
+        &self,
+        me: &Me,
+        call_id: &CallId,
+    ) -> Result<ParticipantId, SignalingError> {
         let state = self.lock();
-        let entry = state.calls.get(call_id).ok_or(SignalingError::UnknownCall)?;
+        let entry = state
+            .calls
+            .get(call_id)
+            .ok_or(SignalingError::UnknownCall)?;
         entry.check_socket(me)?;
         entry.call.check_media(&me.user.id)?;
         if !entry.media_ready {
-            return Err(SignalingError::InvalidState("the call's media is still being set up".into()));
+            return Err(SignalingError::InvalidState(
+                "the call's media is still being set up".into(),
+            ));
         }
         Ok(participant_id(call_id, &me.user.id))
     }
 
     /// Re-checks after an SFU request that the call is still there.
-    fn still_in_call(&self, me: &Me, call_id: &CallId) -> Result<MutexGuard<'_, State>, SignalingError> {
+    fn still_in_call(
+        &self,
+        me: &Me,
+        call_id: &CallId,
+    ) -> Result<MutexGuard<'_, State>, SignalingError> {
         let state = self.lock();
-        let entry = state.calls.get(call_id).ok_or(SignalingError::UnknownCall)?;
+        let entry = state
+            .calls
+            .get(call_id)
+            .ok_or(SignalingError::UnknownCall)?;
         entry.check_socket(me)?;
         Ok(state)
     }
 
-    pub async fn offer(&self, me: &Me, value: &Value, ack: &mut Option<AckSender>) -> Result<(), SignalingError> {
+    pub async fn offer(
+        &self,
+        me: &Me,
+        value: &Value,
+        ack: &mut Option<AckSender>,
+    ) -> Result<(), SignalingError> {
         let p: WebrtcOffer = payload::parse(value, self.config.max_payload_bytes)?;
         let pid = self.media_participant(me, &p.call_id)?;
         let answer = self.sfu.publish(pid, p.sdp).await.inspect_err(|e| {
@@ -431,7 +479,12 @@ impl Hub {
         Ok(())
     }
 
-    pub async fn answer(&self, me: &Me, value: &Value, ack: &mut Option<AckSender>) -> Result<(), SignalingError> {
+    pub async fn answer(
+        &self,
+        me: &Me,
+        value: &Value,
+        ack: &mut Option<AckSender>,
+    ) -> Result<(), SignalingError> {
         let p: WebrtcAnswer = payload::parse(value, self.config.max_payload_bytes)?;
         let pid = self.media_participant(me, &p.call_id)?;
         self.sfu.subscriber_answer(pid, p.sdp).await.inspect_err(|e| {
@@ -442,19 +495,34 @@ impl Hub {
         Ok(())
     }
 
-    pub async fn candidate(&self, me: &Me, value: &Value, ack: &mut Option<AckSender>) -> Result<(), SignalingError> {
+    pub async fn candidate(
+        &self,
+        me: &Me,
+        value: &Value,
+        ack: &mut Option<AckSender>,
+    ) -> Result<(), SignalingError> {
         let p: WebrtcIceCandidate = payload::parse(value, self.config.max_payload_bytes)?;
         let pid = self.media_participant(me, &p.call_id)?;
-        self.sfu.add_remote_candidate(pid, p.target, p.candidate).await?;
+        self.sfu
+            .add_remote_candidate(pid, p.target, p.candidate)
+            .await?;
         let _state = self.still_in_call(me, &p.call_id)?;
         ok_ack(ack, json!({}));
         Ok(())
     }
 
-    pub fn media_state(&self, me: &Me, value: &Value, ack: &mut Option<AckSender>) -> Result<(), SignalingError> {
+    pub fn media_state(
+        &self,
+        me: &Me,
+        value: &Value,
+        ack: &mut Option<AckSender>,
+    ) -> Result<(), SignalingError> {
         let p: MediaState = payload::parse(value, self.config.max_payload_bytes)?;
         let state = self.lock();
-        let entry = state.calls.get(&p.call_id).ok_or(SignalingError::UnknownCall)?;
+        let entry = state
+            .calls
+            .get(&p.call_id)
+            .ok_or(SignalingError::UnknownCall)?;
         let role = entry.check_socket(me)?;
         entry.call.check_media(&me.user.id)?;
         ok_ack(ack, json!({}));
@@ -462,7 +530,10 @@ impl Hub {
             Role::Caller => Role::Callee,
             Role::Callee => Role::Caller,
         };
-        if let Some(socket) = entry.socket_of(other).and_then(|sid| state.sockets.get(&sid)) {
+        if let Some(socket) = entry
+            .socket_of(other)
+            .and_then(|sid| state.sockets.get(&sid))
+        {
             emit(
                 socket,
                 "participant_media_state",
@@ -498,7 +569,10 @@ impl Hub {
                     );
                 }
             }
-            SfuEvent::ParticipantFailed { participant, reason } => {
+            SfuEvent::ParticipantFailed {
+                participant,
+                reason,
+            } => {
                 let Some((call_id, _)) = state.participants.get(&participant).cloned() else {
                     return;
                 };
@@ -512,7 +586,9 @@ impl Hub {
             SfuEvent::Connected { participant, role } => {
                 debug!(%participant, ?role, "media connected");
             }
-            SfuEvent::PublicationAdded { participant, kind, .. } => {
+            SfuEvent::PublicationAdded {
+                participant, kind, ..
+            } => {
                 debug!(%participant, ?kind, "publication added");
             }
         }
@@ -521,7 +597,13 @@ impl Hub {
     // ---- ending ----
 
     /// Removes an ended call, tells its participants, and frees its SFU participants.
-    fn finish_call(&self, state: &mut State, call_id: &CallId, reason: EndReason, by: Option<&User>) {
+    fn finish_call(
+        &self,
+        state: &mut State,
+        call_id: &CallId,
+        reason: EndReason,
+        by: Option<&User>,
+    ) {
         let Some(mut entry) = state.calls.remove(call_id) else {
             return;
         };
@@ -533,7 +615,9 @@ impl Hub {
             if state.user_calls.get(&user.id) == Some(call_id) {
                 state.user_calls.remove(&user.id);
             }
-            state.participants.remove(&participant_id(call_id, &user.id));
+            state
+                .participants
+                .remove(&participant_id(call_id, &user.id));
         }
         info!(%call_id, reason = reason.as_str(), by = by.map(|u| u.id.as_str()), "call ended");
 
@@ -545,7 +629,11 @@ impl Hub {
         }
         if reason == EndReason::Rejected {
             if let Some(socket) = state.sockets.get(&entry.caller_socket) {
-                emit(socket, "call_rejected", &json!({ "call_id": call_id, "by": user_json(&callee) }));
+                emit(
+                    socket,
+                    "call_rejected",
+                    &json!({ "call_id": call_id, "by": user_json(&callee) }),
+                );
             }
         }
         let mut ended = json!({ "call_id": call_id, "reason": reason });
@@ -589,7 +677,10 @@ impl Hub {
                 if entry.media_requested {
                     to_leave.push((
                         call_id.clone(),
-                        [entry.call.caller().id.clone(), entry.call.callee().id.clone()],
+                        [
+                            entry.call.caller().id.clone(),
+                            entry.call.callee().id.clone(),
+                        ],
                     ));
                     // Freed below, synchronously, instead of by finish_call's spawned task.
                     entry.media_requested = false;
@@ -609,7 +700,9 @@ impl Hub {
 }
 
 fn broadcast_presence(state: &State) {
-    let users = state.presence.snapshot(|id| state.user_calls.contains_key(id));
+    let users = state
+        .presence
+        .snapshot(|id| state.user_calls.contains_key(id));
     let payload = json!({ "users": users });
     for socket in state.sockets.values() {
         emit(socket, "presence", &payload);

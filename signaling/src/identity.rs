@@ -170,7 +170,10 @@ mod tests {
     use super::*;
 
     fn issuer() -> TokenIssuer {
-        TokenIssuer::new(b"0123456789abcdef0123456789abcdef", Duration::from_secs(3600))
+        TokenIssuer::new(
+            b"0123456789abcdef0123456789abcdef",
+            Duration::from_secs(3600),
+        )
     }
 
     #[test]
@@ -182,7 +185,10 @@ mod tests {
         assert_eq!(validate_name(&"a".repeat(41)), Err(NameError::TooLong));
         // Characters, not bytes.
         assert!(validate_name(&"é".repeat(40)).is_ok());
-        assert_eq!(validate_name("Al\u{7}ice"), Err(NameError::ControlCharacter));
+        assert_eq!(
+            validate_name("Al\u{7}ice"),
+            Err(NameError::ControlCharacter)
+        );
         assert_eq!(validate_name("Al\nice"), Err(NameError::ControlCharacter));
     }
 

@@ -139,7 +139,9 @@ macro_rules! sync_handler {
             TryData(data): TryData<Value>,
             ack: AckSender,
         ) {
-            let Some(mut req) = Request::new(socket, $event, data, ack) else { return };
+            let Some(mut req) = Request::new(socket, $event, data, ack) else {
+                return;
+            };
             let result = hub.$op(&req.me, &req.value, &mut req.ack);
             req.finish(result);
         }
@@ -154,7 +156,9 @@ macro_rules! async_handler {
             TryData(data): TryData<Value>,
             ack: AckSender,
         ) {
-            let Some(mut req) = Request::new(socket, $event, data, ack) else { return };
+            let Some(mut req) = Request::new(socket, $event, data, ack) else {
+                return;
+            };
             let result = hub.$op(&req.me, &req.value, &mut req.ack).await;
             req.finish(result);
         }

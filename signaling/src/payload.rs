@@ -224,7 +224,9 @@ mod tests {
 
     const LIMIT: usize = 64 * 1024;
 
-    fn code<T: DeserializeOwned + Validate + std::fmt::Debug>(v: serde_json::Value) -> &'static str {
+    fn code<T: DeserializeOwned + Validate + std::fmt::Debug>(
+        v: serde_json::Value,
+    ) -> &'static str {
         parse::<T>(&v, LIMIT).unwrap_err().code()
     }
 
@@ -240,18 +242,42 @@ mod tests {
 
     #[test]
     fn initiate_call_refuses_bad_input() {
-        assert_eq!(code::<InitiateCall>(json!({"kind": "video"})), "invalid_payload");
-        assert_eq!(code::<InitiateCall>(json!({"to": 5, "kind": "video"})), "invalid_payload");
-        assert_eq!(code::<InitiateCall>(json!({"to": "u", "kind": "fax"})), "invalid_payload");
-        assert_eq!(code::<InitiateCall>(json!({"to": "", "kind": "voice"})), "invalid_payload");
-        assert_eq!(code::<InitiateCall>(json!({"to": "u", "kind": null})), "invalid_payload");
+        assert_eq!(
+            code::<InitiateCall>(json!({"kind": "video"})),
+            "invalid_payload"
+        );
+        assert_eq!(
+            code::<InitiateCall>(json!({"to": 5, "kind": "video"})),
+            "invalid_payload"
+        );
+        assert_eq!(
+            code::<InitiateCall>(json!({"to": "u", "kind": "fax"})),
+            "invalid_payload"
+        );
+        assert_eq!(
+            code::<InitiateCall>(json!({"to": "", "kind": "voice"})),
+            "invalid_payload"
+        );
+        assert_eq!(
+            code::<InitiateCall>(json!({"to": "u", "kind": null})),
+            "invalid_payload"
+        );
         let long = "x".repeat(MAX_ID_LEN + 1);
-        assert_eq!(code::<InitiateCall>(json!({"to": long, "kind": "voice"})), "invalid_payload");
+        assert_eq!(
+            code::<InitiateCall>(json!({"to": long, "kind": "voice"})),
+            "invalid_payload"
+        );
     }
 
     #[test]
     fn non_objects_are_invalid() {
-        for v in [json!(null), json!(1), json!("call"), json!([1, 2]), json!(true)] {
+        for v in [
+            json!(null),
+            json!(1),
+            json!("call"),
+            json!([1, 2]),
+            json!(true),
+        ] {
             assert_eq!(code::<CallRef>(v), "invalid_payload");
         }
     }
@@ -260,15 +286,25 @@ mod tests {
     fn end_call_reason_is_optional_and_checked() {
         let p: EndCall = parse(&json!({"call_id": "c"}), LIMIT).unwrap();
         assert_eq!(p.reason, None);
-        let p: EndCall = parse(&json!({"call_id": "c", "reason": "media_unavailable"}), LIMIT).unwrap();
+        let p: EndCall = parse(
+            &json!({"call_id": "c", "reason": "media_unavailable"}),
+            LIMIT,
+        )
+        .unwrap();
         assert_eq!(p.reason, Some(HangupReason::MediaUnavailable));
-        assert_eq!(code::<EndCall>(json!({"call_id": "c", "reason": "shutdown"})), "invalid_payload");
+        assert_eq!(
+            code::<EndCall>(json!({"call_id": "c", "reason": "shutdown"})),
+            "invalid_payload"
+        );
     }
 
     #[test]
     fn offers_and_answers_need_the_right_target() {
-        let p: WebrtcOffer =
-            parse(&json!({"call_id": "c", "target": "publisher", "sdp": "v=0"}), LIMIT).unwrap();
+        let p: WebrtcOffer = parse(
+            &json!({"call_id": "c", "target": "publisher", "sdp": "v=0"}),
+            LIMIT,
+        )
+        .unwrap();
         assert_eq!(p.sdp, "v=0");
         assert_eq!(
             code::<WebrtcOffer>(json!({"call_id": "c", "target": "subscriber", "sdp": "v=0"})),
@@ -282,7 +318,10 @@ mod tests {
             code::<WebrtcAnswer>(json!({"call_id": "c", "target": "subscriber", "sdp": ""})),
             "invalid_payload"
         );
-        assert_eq!(code::<WebrtcOffer>(json!({"call_id": "c", "target": "publisher"})), "invalid_payload");
+        assert_eq!(
+            code::<WebrtcOffer>(json!({"call_id": "c", "target": "publisher"})),
+            "invalid_payload"
+        );
     }
 
     #[test]
@@ -304,21 +343,35 @@ mod tests {
         assert_eq!(p.target, switchboard_sfu::PeerRole::Subscriber);
         assert_eq!(p.candidate.sdp_mline_index, Some(0));
         assert_eq!(
-            code::<WebrtcIceCandidate>(json!({"call_id": "c", "target": "both", "candidate": {"candidate": ""}})),
+            code::<WebrtcIceCandidate>(
+                json!({"call_id": "c", "target": "both", "candidate": {"candidate": ""}})
+            ),
             "invalid_payload"
         );
         assert_eq!(
-            code::<WebrtcIceCandidate>(json!({"call_id": "c", "target": "publisher", "candidate": "x"})),
+            code::<WebrtcIceCandidate>(
+                json!({"call_id": "c", "target": "publisher", "candidate": "x"})
+            ),
             "invalid_payload"
         );
     }
 
     #[test]
     fn media_state_needs_booleans() {
-        let p: MediaState = parse(&json!({"call_id": "c", "audio": true, "video": false}), LIMIT).unwrap();
+        let p: MediaState = parse(
+            &json!({"call_id": "c", "audio": true, "video": false}),
+            LIMIT,
+        )
+        .unwrap();
         assert!(p.audio && !p.video);
-        assert_eq!(code::<MediaState>(json!({"call_id": "c", "audio": "yes", "video": false})), "invalid_payload");
-        assert_eq!(code::<MediaState>(json!({"call_id": "c", "audio": true})), "invalid_payload");
+        assert_eq!(
+            code::<MediaState>(json!({"call_id": "c", "audio": "yes", "video": false})),
+            "invalid_payload"
+        );
+        assert_eq!(
+            code::<MediaState>(json!({"call_id": "c", "audio": true})),
+            "invalid_payload"
+        );
     }
 
     #[test]

@@ -82,7 +82,10 @@ impl<S: PartialEq> Presence<S> {
 
     /// The user's sockets, in connection order.
     pub fn sockets_of(&self, user: &UserId) -> impl Iterator<Item = &S> {
-        self.users.get(user).into_iter().flat_map(|o| o.sockets.iter())
+        self.users
+            .get(user)
+            .into_iter()
+            .flat_map(|o| o.sockets.iter())
     }
 
     /// Every online socket.
@@ -123,7 +126,10 @@ mod tests {
         let alice = user("a", "Alice");
         assert!(p.add_socket(&alice, 1));
         assert!(!p.add_socket(&alice, 2));
-        assert_eq!(p.sockets_of(&alice.id).copied().collect::<Vec<_>>(), vec![1, 2]);
+        assert_eq!(
+            p.sockets_of(&alice.id).copied().collect::<Vec<_>>(),
+            vec![1, 2]
+        );
         assert!(!p.remove_socket(&alice.id, &1));
         assert!(p.is_online(&alice.id));
         assert!(p.remove_socket(&alice.id, &2));
