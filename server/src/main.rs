@@ -1,0 +1,68 @@
+//! `switchboard`: parse configuration, set up logging, run the server until SIGINT/SIGTERM.
+
+use anyhow::Context;
+use clap::Parser;
+use switchboard::{LogFormat, Server, ServerConfig};
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let config = ServerConfig::parse();
+    init_logging(config.log_format);
+
+    let server = Server::bind(config).await.context("starting switchboard")?;
+    // Web tests parse the `http://...` address from this exact line.
+    println!(
+        "Switchboard listening on http://{} (media UDP {})",
+        server.http_addr(),
+        server.media_addr()
+    );
+    server.run(shutdown_signal()).await
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // Colors only for a terminal: log files and CI output stay plain.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// Completes on the first SIGINT or SIGTERM. A second one exits immediately.
+async fn shutdown_signal() {
+    wait_for_signal().await;
+    tracing::info!("signal received; shutting down (send again to force)");
+    tokio::spawn(async {
+        wait_for_signal().await;
+        tracing::warn!("second signal: exiting now");
+        std::process::exit(130);
+    });
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops the server");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
