@@ -1,0 +1,43 @@
+//! # loadtest: a Rust Switchboard client and the synthetic load tester built on it
+//!
+//! Speaks Switchboard's real client contract (`docs/protocol.md`): HTTP sign-in, Socket.IO v4
+//! signaling, and two WebRTC peer connections per participant to the SFU (webrtc-rs 0.21). The
+//! integration tests use it to drive calls through an in-process server; the `loadtest` binary
+//! will use it to run many synthetic publishers and subscribers against a deployed one.
+//!
+//! ## Layout
+//! - [`signaling`]: sign-in and a WebSocket-only Socket.IO v4 client with typed events and
+//!   acknowledged, typed emitters. No WebRTC in it.
+//! - [`peer`]: the publisher (offers; sends synthetic Opus/VP8 RTP) and subscriber (answers the
+//!   SFU's offers, again on every renegotiation; counts received RTP) connections.
+//! - [`media`]: synthetic payloads with a probe trailer (sequence, RTP timestamp, send time) and
+//!   the lock-free-per-packet counters both directions keep.
+//! - [`participant`]: glues the three into a user that does all media negotiation by itself;
+//!   the caller only places, accepts and ends calls and watches events and stats.
+//!
+//! ## Threading model
+//! Everything runs on the caller's tokio runtime: one driver task per signaling connection, one
+//! dispatcher task per participant, one webrtc-rs driver task per peer connection, one sender
+//! task per published track and one counting task per received track.
+//!
+//! ## Invariants
+//! - Nothing the server sends makes the client panic: unknown or malformed events surface as
+//!   [`signaling::ServerEvent::Unrecognized`], failed negotiations as
+//!   [`participant::MediaEvent::Failed`].
+//! - Per-packet work takes no lock and does not log.
+
+pub mod media;
+pub mod participant;
+pub mod peer;
+pub mod signaling;
+
+pub use media::{MediaKind, ReceiveStats, SendStats, TrackKey, TrackSnapshot};
+pub use participant::{
+    CallMedia, MediaEvent, MediaFailure, Participant, ParticipantConfig, ParticipantError,
+    ParticipantEvent, ParticipantEvents,
+};
+pub use peer::{PeerConfig, PeerError, PeerEvent, Publisher, Subscriber};
+pub use signaling::{
+    sign_in, CallId, CallKind, EndReason, IceCandidateInit, Identity, PeerTarget, ServerEvent,
+    SignalingClient, SignalingConfig, SignalingError, SignalingEvents, UserId, UserInfo,
+};

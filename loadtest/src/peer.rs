@@ -1,0 +1,609 @@
+//! A participant's two WebRTC peer connections to the SFU (protocol §6), on webrtc-rs 0.21.
+//!
+//! - [`Publisher`]: we offer, with one Opus and one VP8 [`TrackLocalStaticRTP`], and once
+//!   connected send synthetic RTP at realistic rates (audio 50 packets/s, video 30 frames/s of
+//!   several packets each, marker bit on each frame's last packet, periodic keyframes).
+//! - [`Subscriber`]: the SFU offers, as often as its track set changes; we answer each offer and
+//!   count every received RTP packet per track in a shared [`ReceiveStats`].
+//!
+//! Both gather host candidates on one configured UDP address — `127.0.0.1:0` by default, since
+//! the tests run the SFU on loopback and webrtc-rs skips loopback interfaces when it expands a
+//! wildcard address. We wait for gathering to finish before handing out an SDP, so every SDP is
+//! complete on its own; local candidates are still reported as [`PeerEvent::LocalCandidate`] for
+//! callers that trickle them (the SFU is ICE-lite and does not need them).
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rtc::media_stream::MediaStreamTrack;
+use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_OPUS, MIME_TYPE_VP8};
+use rtc::rtp;
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters,
+    RTCRtpEncodingParameters, RtpCodecKind,
+};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
+use webrtc::media_stream::track_local::TrackLocal;
+use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
+use webrtc::peer_connection::{
+    register_default_interceptors, MediaEngine, PeerConnection, PeerConnectionBuilder,
+    PeerConnectionEventHandler, RTCIceGatheringState, RTCPeerConnectionIceEvent,
+    RTCPeerConnectionState, RTCSessionDescription, RTCStatsReportEntry, Registry,
+    SettingEngineBuilder, StatsSelector,
+};
+use webrtc::rtp_transceiver::RtpSender;
+
+use crate::media::{self, MediaKind, Probe, ReceiveStats, SendStats, TrackKey};
+use crate::signaling::{IceCandidateInit, PeerTarget};
+
+/// Errors of the peer-connection layer.
+#[derive(Debug, thiserror::Error)]
+pub enum PeerError {
+    /// webrtc-rs refused an operation (bad SDP, closed connection, ...).
+    #[error("webrtc: {0}")]
+    WebRtc(#[from] webrtc::error::Error),
+    /// ICE gathering did not complete in time, so we have no complete SDP to send.
+    #[error("ICE gathering did not complete within {0:?}")]
+    GatheringTimeout(Duration),
+    /// `set_local_description` succeeded but there is no local description to send.
+    #[error("no local description after set_local_description")]
+    NoLocalDescription,
+}
+
+/// Tunables shared by both peer connections.
+#[derive(Clone, Debug)]
+pub struct PeerConfig {
+    /// The one local UDP address each connection binds (port 0 = ephemeral). A concrete
+    /// address, not a wildcard: webrtc-rs expands wildcards to non-loopback interfaces only.
+    pub udp_addr: SocketAddr,
+    /// How long ICE gathering may take before an SDP is sent.
+    pub gather_timeout: Duration,
+}
+
+impl Default for PeerConfig {
+    fn default() -> Self {
+        Self {
+            udp_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            gather_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Things a peer connection tells its owner.
+#[derive(Clone, Debug)]
+pub enum PeerEvent {
+    /// A local ICE candidate to (optionally) trickle to the server.
+    LocalCandidate {
+        /// Which connection.
+        target: PeerTarget,
+        /// The candidate, in protocol form.
+        candidate: IceCandidateInit,
+    },
+    /// The connection state changed.
+    StateChanged {
+        /// Which connection.
+        target: PeerTarget,
+        /// New state.
+        state: RTCPeerConnectionState,
+    },
+}
+
+fn opus() -> RTCRtpCodecParameters {
+    RTCRtpCodecParameters {
+        rtp_codec: RTCRtpCodec {
+            mime_type: MIME_TYPE_OPUS.to_owned(),
+            clock_rate: 48_000,
+            channels: 2,
+            sdp_fmtp_line: "minptime=10;useinbandfec=1".to_owned(),
+            rtcp_feedback: vec![],
+        },
+        payload_type: 111,
+    }
+}
+
+fn vp8() -> RTCRtpCodecParameters {
+    let fb = |typ: &str, parameter: &str| RTCPFeedback {
+        typ: typ.to_owned(),
+        parameter: parameter.to_owned(),
+    };
+    RTCRtpCodecParameters {
+        rtp_codec: RTCRtpCodec {
+            mime_type: MIME_TYPE_VP8.to_owned(),
+            clock_rate: 90_000,
+            channels: 0,
+            sdp_fmtp_line: String::new(),
+            rtcp_feedback: vec![
+                fb("goog-remb", ""),
+                fb("ccm", "fir"),
+                fb("nack", ""),
+                fb("nack", "pli"),
+            ],
+        },
+        payload_type: 96,
+    }
+}
+
+struct Handler {
+    target: PeerTarget,
+    events: mpsc::UnboundedSender<PeerEvent>,
+    gathering: watch::Sender<RTCIceGatheringState>,
+    state: watch::Sender<RTCPeerConnectionState>,
+    /// Subscriber only: where received packets are counted.
+    receive: Option<Arc<ReceiveStats>>,
+}
+
+#[async_trait::async_trait]
+impl PeerConnectionEventHandler for Handler {
+    async fn on_ice_candidate(&self, event: RTCPeerConnectionIceEvent) {
+        match event.candidate.to_json() {
+            Ok(init) => {
+                let candidate = IceCandidateInit {
+                    candidate: init.candidate,
+                    sdp_mid: init.sdp_mid,
+                    sdp_mline_index: init.sdp_mline_index,
+                    username_fragment: init.username_fragment,
+                };
+                let _ = self.events.send(PeerEvent::LocalCandidate {
+                    target: self.target,
+                    candidate,
+                });
+            }
+            Err(e) => {
+                tracing::warn!(target = ?self.target, error = %e, "unserialisable local candidate")
+            }
+        }
+    }
+
+    async fn on_ice_gathering_state_change(&self, state: RTCIceGatheringState) {
+        self.gathering.send_replace(state);
+    }
+
+    async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
+        tracing::debug!(target = ?self.target, %state, "peer connection state");
+        self.state.send_replace(state);
+        let _ = self.events.send(PeerEvent::StateChanged {
+            target: self.target,
+            state,
+        });
+    }
+
+    async fn on_track(&self, track: Arc<dyn TrackRemote>) {
+        let Some(stats) = self.receive.clone() else {
+            return;
+        };
+        // Counting runs on its own task: `on_track` must return for the driver to go on.
+        tokio::spawn(async move {
+            let key = TrackKey {
+                stream_id: track.stream_id().await.to_string(),
+                track_id: track.track_id().await.to_string(),
+            };
+            let kind = match track.kind().await {
+                RtpCodecKind::Video => MediaKind::Video,
+                _ => MediaKind::Audio,
+            };
+            tracing::debug!(?key, ?kind, "remote track");
+            let counters = stats.track(key, kind);
+            while let Some(event) = track.poll().await {
+                match event {
+                    TrackRemoteEvent::OnRtpPacket(packet) => {
+                        counters.record(&packet.payload, packet.header.marker)
+                    }
+                    TrackRemoteEvent::OnEnded => break,
+                    _ => {}
+                }
+            }
+        });
+    }
+}
+
+/// One webrtc-rs connection plus the watch channels its handler feeds.
+struct Pc {
+    target: PeerTarget,
+    pc: Arc<dyn PeerConnection>,
+    gathering: watch::Receiver<RTCIceGatheringState>,
+    state: watch::Receiver<RTCPeerConnectionState>,
+    gather_timeout: Duration,
+}
+
+impl Pc {
+    async fn build(
+        target: PeerTarget,
+        config: &PeerConfig,
+        events: mpsc::UnboundedSender<PeerEvent>,
+        receive: Option<Arc<ReceiveStats>>,
+    ) -> Result<Pc, PeerError> {
+        let mut media_engine = MediaEngine::default();
+        media_engine.register_codec(opus(), RtpCodecKind::Audio)?;
+        media_engine.register_codec(vp8(), RtpCodecKind::Video)?;
+        // NACK responder/generator and RTCP sender/receiver reports, as a browser would have.
+        let registry = register_default_interceptors(Registry::new(), &mut media_engine)?;
+        let setting_engine = SettingEngineBuilder::new()
+            .with_include_loopback_candidate(true)
+            .build();
+        let (gathering_tx, gathering) = watch::channel(RTCIceGatheringState::New);
+        let (state_tx, state) = watch::channel(RTCPeerConnectionState::New);
+        let handler = Arc::new(Handler {
+            target,
+            events,
+            gathering: gathering_tx,
+            state: state_tx,
+            receive,
+        });
+        let pc = PeerConnectionBuilder::new()
+            .with_media_engine(media_engine)
+            .with_interceptor_registry(registry)
+            .with_setting_engine(setting_engine)
+            .with_handler(handler)
+            .with_udp_addrs(vec![config.udp_addr])
+            .build()
+            .await?;
+        Ok(Pc {
+            target,
+            pc: Arc::new(pc),
+            gathering,
+            state,
+            gather_timeout: config.gather_timeout,
+        })
+    }
+
+    /// Sets `desc` as local description and returns the SDP once gathering is complete, so it
+    /// carries our candidates.
+    async fn set_local_and_gather(&self, desc: RTCSessionDescription) -> Result<String, PeerError> {
+        self.pc.set_local_description(desc).await?;
+        let mut gathering = self.gathering.clone();
+        tokio::time::timeout(
+            self.gather_timeout,
+            gathering.wait_for(|s| *s == RTCIceGatheringState::Complete),
+        )
+        .await
+        .map_err(|_| PeerError::GatheringTimeout(self.gather_timeout))?
+        .expect("handler owns the watch sender while the pc lives");
+        Ok(self
+            .pc
+            .local_description()
+            .await
+            .ok_or(PeerError::NoLocalDescription)?
+            .sdp)
+    }
+
+    async fn remote_addr(&self) -> Option<SocketAddr> {
+        selected_remote_addr(self.pc.as_ref()).await
+    }
+}
+
+/// Where the connection's selected candidate pair sends to: the transport's selected pair, or
+/// failing that the nominated succeeded pair.
+async fn selected_remote_addr(pc: &dyn PeerConnection) -> Option<SocketAddr> {
+    let report = pc.get_stats(Instant::now(), StatsSelector::None).await;
+    let selected = report
+        .transport()
+        .map(|t| t.selected_candidate_pair_id.clone())
+        .filter(|id| !id.is_empty());
+    let pair = report
+        .candidate_pairs()
+        .find(|p| selected.as_deref() == Some(p.stats.id.as_str()))
+        .or_else(|| report.candidate_pairs().find(|p| p.nominated))?;
+    match report.get(&pair.remote_candidate_id)? {
+        RTCStatsReportEntry::RemoteCandidate(c) => {
+            let ip = c.address.as_deref()?.parse().ok()?;
+            Some(SocketAddr::new(ip, c.port))
+        }
+        _ => None,
+    }
+}
+
+/// The connection we send our media on. We offer; the SFU answers.
+pub struct Publisher {
+    inner: Pc,
+    /// (kind, track, its sender): audio always, video for video calls.
+    tracks: Vec<(MediaKind, Arc<TrackLocalStaticRTP>, Arc<dyn RtpSender>)>,
+    stats: Arc<SendStats>,
+    pumps: std::sync::Mutex<Vec<JoinHandle<()>>>,
+}
+
+fn local_track(
+    stream_id: &str,
+    kind: RtpCodecKind,
+    codec: RTCRtpCodec,
+) -> Arc<TrackLocalStaticRTP> {
+    let label = match kind {
+        RtpCodecKind::Video => "video",
+        _ => "audio",
+    };
+    Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
+        stream_id.to_owned(),
+        format!("{label}-{}", rand::random::<u32>()),
+        format!("synthetic {label}"),
+        kind,
+        vec![RTCRtpEncodingParameters {
+            rtp_coding_parameters: RTCRtpCodingParameters {
+                ssrc: Some(rand::random::<u32>()),
+                ..Default::default()
+            },
+            codec,
+            ..Default::default()
+        }],
+    )))
+}
+
+impl Publisher {
+    /// Builds the connection with one audio track and, if `video`, one video track, all in
+    /// MediaStream `stream_id` (use the user id, so our msid matches what the SFU announces).
+    pub async fn new(
+        config: &PeerConfig,
+        stream_id: &str,
+        video: bool,
+        events: mpsc::UnboundedSender<PeerEvent>,
+    ) -> Result<Publisher, PeerError> {
+        let inner = Pc::build(PeerTarget::Publisher, config, events, None).await?;
+        let mut tracks = Vec::with_capacity(2);
+        let mut wanted = vec![(MediaKind::Audio, RtpCodecKind::Audio, opus().rtp_codec)];
+        if video {
+            wanted.push((MediaKind::Video, RtpCodecKind::Video, vp8().rtp_codec));
+        }
+        for (kind, codec_kind, codec) in wanted {
+            let track = local_track(stream_id, codec_kind, codec);
+            let sender = inner
+                .pc
+                .add_track(Arc::clone(&track) as Arc<dyn TrackLocal>)
+                .await?;
+            tracks.push((kind, track, sender));
+        }
+        Ok(Publisher {
+            inner,
+            tracks,
+            stats: Arc::default(),
+            pumps: std::sync::Mutex::default(),
+        })
+    }
+
+    /// Creates the offer and returns its SDP (with our candidates) for `webrtc_offer`.
+    pub async fn create_offer(&self) -> Result<String, PeerError> {
+        let offer = self.inner.pc.create_offer(None).await?;
+        self.inner.set_local_and_gather(offer).await
+    }
+
+    /// Applies the SFU's answer.
+    pub async fn set_answer(&self, sdp: String) -> Result<(), PeerError> {
+        let answer = RTCSessionDescription::answer(sdp)?;
+        self.inner.pc.set_remote_description(answer).await?;
+        Ok(())
+    }
+
+    /// Starts the synthetic audio and video senders. They wait for the connection to be
+    /// connected, then pace themselves; packets refused by the connection are counted in
+    /// [`SendStats::write_errors`]. Idempotent only in the sense that calling twice sends twice.
+    pub fn start_media(&self) {
+        let mut pumps = self.pumps.lock().expect("pump list lock poisoned");
+        for (kind, track, sender) in &self.tracks {
+            pumps.push(tokio::spawn(pump(
+                *kind,
+                Arc::clone(track),
+                Arc::clone(sender),
+                self.inner.state.clone(),
+                Arc::clone(&self.stats),
+            )));
+        }
+    }
+
+    /// What has been sent so far.
+    pub fn stats(&self) -> &Arc<SendStats> {
+        &self.stats
+    }
+
+    /// Current connection state.
+    pub fn state(&self) -> RTCPeerConnectionState {
+        *self.inner.state.borrow()
+    }
+
+    /// The remote address of the selected ICE candidate pair (should be the SFU's media port).
+    pub async fn remote_addr(&self) -> Option<SocketAddr> {
+        self.inner.remote_addr().await
+    }
+
+    /// Stops the senders and closes the connection.
+    pub async fn close(&self) -> Result<(), PeerError> {
+        for pump in self
+            .pumps
+            .lock()
+            .expect("pump list lock poisoned")
+            .drain(..)
+        {
+            pump.abort();
+        }
+        self.inner.pc.close().await?;
+        Ok(())
+    }
+
+    /// Which connection this is.
+    pub fn target(&self) -> PeerTarget {
+        self.inner.target
+    }
+}
+
+/// Sends one synthetic track until the connection fails or closes.
+async fn pump(
+    kind: MediaKind,
+    track: Arc<TrackLocalStaticRTP>,
+    sender: Arc<dyn RtpSender>,
+    mut state: watch::Receiver<RTCPeerConnectionState>,
+    stats: Arc<SendStats>,
+) {
+    let connected = state
+        .wait_for(|s| {
+            matches!(
+                s,
+                RTCPeerConnectionState::Connected
+                    | RTCPeerConnectionState::Failed
+                    | RTCPeerConnectionState::Closed
+            )
+        })
+        .await
+        .map(|s| *s == RTCPeerConnectionState::Connected)
+        .unwrap_or(false);
+    if !connected {
+        return;
+    }
+    // rtc's write_rtp requires the payload type of a negotiated codec and the track's SSRC.
+    let payload_type = match sender.get_parameters().await {
+        Ok(p) => match p.rtp_parameters.codecs.first() {
+            Some(codec) => codec.payload_type,
+            None => {
+                tracing::warn!(?kind, "publisher sender has no negotiated codec");
+                return;
+            }
+        },
+        Err(e) => {
+            tracing::warn!(?kind, error = %e, "publisher sender parameters unavailable");
+            return;
+        }
+    };
+    let Some(ssrc) = track_ssrc(&track).await else {
+        tracing::warn!(?kind, "publisher track has no ssrc");
+        return;
+    };
+    let (frame, ticks) = match kind {
+        MediaKind::Audio => (media::AUDIO_FRAME, media::AUDIO_TICKS_PER_FRAME),
+        MediaKind::Video => (media::VIDEO_FRAME, media::VIDEO_TICKS_PER_FRAME),
+    };
+    let mut ticker = tokio::time::interval(frame);
+    // Late ticks are sent late, not in a burst: a real encoder does not catch up either.
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut rtp_seq: u16 = rand::random();
+    let mut rtp_ts: u32 = rand::random();
+    let mut probe_seq: u32 = 0;
+    let mut frame_index: u64 = 0;
+    let mut failures_in_a_row = 0u32;
+    loop {
+        ticker.tick().await;
+        if matches!(
+            *state.borrow(),
+            RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed
+        ) {
+            return;
+        }
+        let now = media::unix_micros();
+        let payloads = match kind {
+            MediaKind::Audio => vec![media::audio_payload(Probe {
+                seq: probe_seq,
+                rtp_timestamp: rtp_ts,
+                sent_at_us: now,
+            })],
+            MediaKind::Video => media::video_frame_payloads(frame_index, |i| Probe {
+                seq: probe_seq + i as u32,
+                rtp_timestamp: rtp_ts,
+                sent_at_us: now,
+            }),
+        };
+        let last = payloads.len() - 1;
+        for (i, payload) in payloads.into_iter().enumerate() {
+            let len = payload.len() as u64;
+            let packet = rtp::Packet {
+                header: rtp::header::Header {
+                    version: 2,
+                    // Audio: marker on the first packet of a talk spurt; video: end of frame.
+                    marker: match kind {
+                        MediaKind::Audio => frame_index == 0,
+                        MediaKind::Video => i == last,
+                    },
+                    payload_type,
+                    sequence_number: rtp_seq,
+                    timestamp: rtp_ts,
+                    ssrc,
+                    ..Default::default()
+                },
+                payload,
+            };
+            rtp_seq = rtp_seq.wrapping_add(1);
+            probe_seq = probe_seq.wrapping_add(1);
+            match track.write_rtp(packet).await {
+                Ok(()) => {
+                    failures_in_a_row = 0;
+                    let counter = match kind {
+                        MediaKind::Audio => &stats.audio_packets,
+                        MediaKind::Video => &stats.video_packets,
+                    };
+                    counter.fetch_add(1, Ordering::Relaxed);
+                    stats.bytes.fetch_add(len, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    stats.write_errors.fetch_add(1, Ordering::Relaxed);
+                    failures_in_a_row += 1;
+                    // Logged once per failure streak, not per packet.
+                    if failures_in_a_row == 1 {
+                        tracing::debug!(?kind, error = %e, "write_rtp failed");
+                    }
+                }
+            }
+        }
+        rtp_ts = rtp_ts.wrapping_add(ticks);
+        frame_index += 1;
+    }
+}
+
+/// The SSRC we gave the track's single encoding.
+async fn track_ssrc(track: &TrackLocalStaticRTP) -> Option<u32> {
+    use webrtc::media_stream::Track;
+    track
+        .codings()
+        .await
+        .first()
+        .and_then(|c| c.rtp_coding_parameters.ssrc)
+}
+
+/// The connection the SFU forwards the others' media on. The SFU offers; we answer.
+pub struct Subscriber {
+    inner: Pc,
+    stats: Arc<ReceiveStats>,
+}
+
+impl Subscriber {
+    /// Builds the connection; received packets are counted into `stats`.
+    pub async fn new(
+        config: &PeerConfig,
+        stats: Arc<ReceiveStats>,
+        events: mpsc::UnboundedSender<PeerEvent>,
+    ) -> Result<Subscriber, PeerError> {
+        let inner = Pc::build(
+            PeerTarget::Subscriber,
+            config,
+            events,
+            Some(Arc::clone(&stats)),
+        )
+        .await?;
+        Ok(Subscriber { inner, stats })
+    }
+
+    /// Applies a (re)offer from the SFU and returns our answer's SDP for `webrtc_answer`.
+    pub async fn answer(&self, offer_sdp: String) -> Result<String, PeerError> {
+        let offer = RTCSessionDescription::offer(offer_sdp)?;
+        self.inner.pc.set_remote_description(offer).await?;
+        let answer = self.inner.pc.create_answer(None).await?;
+        self.inner.set_local_and_gather(answer).await
+    }
+
+    /// What has been received so far, per track.
+    pub fn stats(&self) -> &Arc<ReceiveStats> {
+        &self.stats
+    }
+
+    /// Current connection state.
+    pub fn state(&self) -> RTCPeerConnectionState {
+        *self.inner.state.borrow()
+    }
+
+    /// The remote address of the selected ICE candidate pair (should be the SFU's media port).
+    pub async fn remote_addr(&self) -> Option<SocketAddr> {
+        self.inner.remote_addr().await
+    }
+
+    /// Closes the connection.
+    pub async fn close(&self) -> Result<(), PeerError> {
+        self.inner.pc.close().await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,230 @@
+//! The small API signaling drives the SFU with: an async handle that sends commands to the
+//! media task, and the events the media task reports back.
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::{ParticipantId, PublicationId, RoomId, SfuError};
+
+/// Which of a participant's two peer connections a message is about.
+///
+/// Every participant has a *publisher* connection (the client offers, the SFU answers; it
+/// carries the participant's own tracks up) and a *subscriber* connection (the SFU offers, the
+/// client answers; it carries everyone else's tracks down). Each direction has exactly one
+/// offerer, so renegotiation never collides ("glare").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PeerRole {
+    Publisher,
+    Subscriber,
+}
+
+/// Media kind of a publication.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TrackKind {
+    Audio,
+    Video,
+}
+
+/// An ICE candidate as browsers produce it (`RTCIceCandidateInit`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IceCandidate {
+    pub candidate: String,
+    #[serde(default)]
+    pub sdp_mid: Option<String>,
+    #[serde(default, rename = "sdpMLineIndex")]
+    pub sdp_mline_index: Option<u16>,
+    #[serde(default)]
+    pub username_fragment: Option<String>,
+}
+
+/// What the media task reports to signaling.
+#[derive(Debug, Clone)]
+pub enum SfuEvent {
+    /// The SFU (re)negotiated the participant's subscriber connection: deliver this offer and
+    /// pass the answer to [`Sfu::subscriber_answer`].
+    SubscriberOffer {
+        participant: ParticipantId,
+        sdp: String,
+    },
+    /// A peer connection finished ICE + DTLS.
+    Connected {
+        participant: ParticipantId,
+        role: PeerRole,
+    },
+    /// A participant started publishing a track; its subscribers are being renegotiated.
+    PublicationAdded {
+        room: RoomId,
+        participant: ParticipantId,
+        publication: PublicationId,
+        kind: TrackKind,
+    },
+    /// A peer connection failed or never connected within the connect timeout. The participant
+    /// has been removed from its room.
+    ParticipantFailed {
+        participant: ParticipantId,
+        reason: String,
+    },
+}
+
+/// Counters for operators and tests.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SfuStats {
+    pub rooms: usize,
+    pub participants: usize,
+    pub publications: usize,
+    pub subscriptions: usize,
+    pub rtp_packets_received: u64,
+    pub rtp_packets_forwarded: u64,
+    pub datagrams_dropped_unknown_source: u64,
+}
+
+pub(crate) type Reply<T> = oneshot::Sender<Result<T, SfuError>>;
+
+/// Requests from signaling to the media task.
+pub(crate) enum Command {
+    Join {
+        room: RoomId,
+        participant: ParticipantId,
+        stream_label: String,
+        reply: Reply<()>,
+    },
+    Publish {
+        participant: ParticipantId,
+        offer_sdp: String,
+        reply: Reply<String>,
+    },
+    SubscriberAnswer {
+        participant: ParticipantId,
+        answer_sdp: String,
+        reply: Reply<()>,
+    },
+    RemoteCandidate {
+        participant: ParticipantId,
+        role: PeerRole,
+        candidate: IceCandidate,
+        reply: Reply<()>,
+    },
+    Leave {
+        participant: ParticipantId,
+        reply: Reply<()>,
+    },
+    Stats {
+        reply: oneshot::Sender<SfuStats>,
+    },
+    Shutdown {
+        reply: oneshot::Sender<()>,
+    },
+}
+
+/// A cheap, cloneable handle on the running SFU.
+#[derive(Clone)]
+pub struct Sfu {
+    pub(crate) commands: mpsc::Sender<Command>,
+    pub(crate) media_addr: std::net::SocketAddr,
+}
+
+impl Sfu {
+    /// The bound media UDP address (the port browsers send media to).
+    pub fn media_addr(&self) -> std::net::SocketAddr {
+        self.media_addr
+    }
+
+    /// Adds a participant to a room, creating the room on first join. Its subscriber
+    /// connection is offered (as [`SfuEvent::SubscriberOffer`]) as soon as there is something
+    /// to subscribe to.
+    pub async fn join(
+        &self,
+        room: RoomId,
+        participant: ParticipantId,
+        stream_label: impl Into<String>,
+    ) -> Result<(), SfuError> {
+        let stream_label = stream_label.into();
+        self.request(|reply| Command::Join {
+            room,
+            participant,
+            stream_label,
+            reply,
+        })
+        .await
+    }
+
+    /// Applies the participant's publisher offer and returns the SFU's answer.
+    pub async fn publish(
+        &self,
+        participant: ParticipantId,
+        offer_sdp: String,
+    ) -> Result<String, SfuError> {
+        self.request(|reply| Command::Publish {
+            participant,
+            offer_sdp,
+            reply,
+        })
+        .await
+    }
+
+    /// Applies the participant's answer to the last [`SfuEvent::SubscriberOffer`].
+    pub async fn subscriber_answer(
+        &self,
+        participant: ParticipantId,
+        answer_sdp: String,
+    ) -> Result<(), SfuError> {
+        self.request(|reply| Command::SubscriberAnswer {
+            participant,
+            answer_sdp,
+            reply,
+        })
+        .await
+    }
+
+    /// Adds a trickled candidate of the client's. The SFU is ICE-lite and learns client
+    /// addresses from their connectivity checks, so this is optional for clients.
+    pub async fn add_remote_candidate(
+        &self,
+        participant: ParticipantId,
+        role: PeerRole,
+        candidate: IceCandidate,
+    ) -> Result<(), SfuError> {
+        self.request(|reply| Command::RemoteCandidate {
+            participant,
+            role,
+            candidate,
+            reply,
+        })
+        .await
+    }
+
+    /// Removes a participant: closes both connections, stops its publications and
+    /// renegotiates the others. Removing the last participant removes the room.
+    pub async fn leave(&self, participant: ParticipantId) -> Result<(), SfuError> {
+        self.request(|reply| Command::Leave { participant, reply })
+            .await
+    }
+
+    pub async fn stats(&self) -> SfuStats {
+        let (reply, response) = oneshot::channel();
+        if self.commands.send(Command::Stats { reply }).await.is_err() {
+            return SfuStats::default();
+        }
+        response.await.unwrap_or_default()
+    }
+
+    /// Closes every connection and stops the media task. Idempotent.
+    pub async fn shutdown(&self) {
+        let (reply, response) = oneshot::channel();
+        if self.commands.send(Command::Shutdown { reply }).await.is_ok() {
+            let _ = response.await;
+        }
+    }
+
+    async fn request<T>(&self, command: impl FnOnce(Reply<T>) -> Command) -> Result<T, SfuError> {
+        let (reply, response) = oneshot::channel();
+        self.commands
+            .send(command(reply))
+            .await
+            .map_err(|_| SfuError::ShuttingDown)?;
+        response.await.map_err(|_| SfuError::ShuttingDown)?
+    }
+}

@@ -1,0 +1,54 @@
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+/// Everything the media plane can be configured with. Filled by the server binary from flags
+/// and environment; the SFU itself never reads the environment.
+#[derive(Debug, Clone)]
+pub struct SfuConfig {
+    /// Where the one media UDP socket binds. Port 0 picks a free port (tests).
+    pub udp_bind: SocketAddr,
+    /// The address advertised in ICE candidates, for NAT/cloud deployments where the bind
+    /// address is not reachable by browsers. Defaults to the bind IP (or 127.0.0.1 when the
+    /// bind IP is unspecified).
+    pub public_ip: Option<IpAddr>,
+    /// Most participants one room accepts.
+    pub max_participants_per_room: usize,
+    /// A peer connection whose ICE + DTLS has not completed within this time is released.
+    pub connect_timeout: Duration,
+    /// Minimum time between two keyframe requests (PLI) sent to one publisher.
+    pub keyframe_request_interval: Duration,
+}
+
+impl Default for SfuConfig {
+    fn default() -> Self {
+        Self {
+            udp_bind: SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 3478),
+            public_ip: None,
+            max_participants_per_room: 16,
+            connect_timeout: Duration::from_secs(20),
+            keyframe_request_interval: Duration::from_millis(500),
+        }
+    }
+}
+
+impl SfuConfig {
+    /// Checks values that would make the SFU misbehave rather than fail loudly.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.max_participants_per_room < 2 {
+            return Err("max_participants_per_room must be at least 2".into());
+        }
+        if self.connect_timeout < Duration::from_secs(1) {
+            return Err("connect_timeout must be at least 1 s".into());
+        }
+        Ok(())
+    }
+
+    /// The IP written into the server's ICE candidate.
+    pub fn advertised_ip(&self) -> IpAddr {
+        match self.public_ip {
+            Some(ip) => ip,
+            None if self.udp_bind.ip().is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            None => self.udp_bind.ip(),
+        }
+    }
+}

@@ -1,0 +1,30 @@
+//! # switchboard-sfu: the media plane
+//!
+//! Owns rooms, participants, publications (published tracks), subscriptions (a publication
+//! delivered to one participant) and the forwarding of RTP/RTCP between them. It knows nothing
+//! about Socket.IO, HTTP or JSON payloads: signaling drives it through [`Sfu`] and hears back
+//! through [`SfuEvent`]s.
+//!
+//! ## Threading model
+//! One tokio task (the *media task*) owns every peer connection and the one UDP socket all
+//! media uses. Peer connections are webrtc-rs's sans-I/O `rtc` state machines: the task feeds
+//! them datagrams and timeouts and drains what they want to send. Nothing is shared, so there
+//! is no lock at all on the packet path, and no await between reading a packet and forwarding
+//! it except the socket sends themselves.
+//!
+//! ## Invariants
+//! - A datagram is routed to a peer connection by its source address, learned from the first
+//!   STUN connectivity check (whose USERNAME names the connection's ICE ufrag). Datagrams from
+//!   unknown sources are counted and dropped.
+//! - Bad input from one participant (SDP, candidates, packets) fails that request or that
+//!   connection only.
+
+mod api;
+mod config;
+mod error;
+mod ids;
+
+pub use api::{IceCandidate, PeerRole, Sfu, SfuEvent, SfuStats, TrackKind};
+pub use config::SfuConfig;
+pub use error::SfuError;
+pub use ids::{ParticipantId, PublicationId, RoomId};
