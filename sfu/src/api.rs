@@ -214,7 +214,12 @@ impl Sfu {
     /// Closes every connection and stops the media task. Idempotent.
     pub async fn shutdown(&self) {
         let (reply, response) = oneshot::channel();
-        if self.commands.send(Command::Shutdown { reply }).await.is_ok() {
+        if self
+            .commands
+            .send(Command::Shutdown { reply })
+            .await
+            .is_ok()
+        {
             let _ = response.await;
         }
     }
@@ -228,3 +233,6 @@ impl Sfu {
         response.await.map_err(|_| SfuError::ShuttingDown)?
     }
 }
+
+/// Receives what the media task reports; see [`SfuEvent`].
+pub type SfuEvents = mpsc::UnboundedReceiver<SfuEvent>;

@@ -23,6 +23,10 @@ pub enum SfuError {
     InvalidCandidate(String),
     #[error("no subscriber offer is waiting for an answer")]
     NoPendingOffer,
+    #[error("invalid SFU configuration: {0}")]
+    InvalidConfig(String),
+    #[error("internal media error: {0}")]
+    Internal(String),
     #[error("the SFU is shutting down")]
     ShuttingDown,
 }

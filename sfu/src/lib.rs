@@ -24,7 +24,15 @@ mod config;
 mod error;
 mod ids;
 
-pub use api::{IceCandidate, PeerRole, Sfu, SfuEvent, SfuStats, TrackKind};
+pub use api::{IceCandidate, PeerRole, Sfu, SfuEvent, SfuEvents, SfuStats, TrackKind};
 pub use config::SfuConfig;
 pub use error::SfuError;
 pub use ids::{ParticipantId, PublicationId, RoomId};
+mod engine;
+
+impl Sfu {
+    /// Binds the media UDP socket and starts the media task.
+    pub async fn start(config: SfuConfig) -> Result<(Sfu, SfuEvents), SfuError> {
+        engine::start(config).await
+    }
+}

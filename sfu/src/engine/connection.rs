@@ -1,0 +1,118 @@
+//! One webrtc-rs peer connection (sans-I/O `rtc`) and the bookkeeping the engine keeps
+//! beside it.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use rand::distr::{Alphanumeric, SampleString};
+use rtc::interceptor::Registry;
+use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
+use rtc::peer_connection::configuration::media_engine::MediaEngine;
+use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
+use rtc::peer_connection::configuration::RTCConfigurationBuilder;
+use rtc::peer_connection::transport::RTCIceCandidateInit;
+use rtc::peer_connection::transport::{
+    CandidateConfig, CandidateHostConfig, RTCDtlsRole, RTCIceCandidate,
+};
+use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
+use rtc::sansio::Protocol;
+use rtc::shared::error::Error as RtcError;
+
+use super::PubKey;
+use crate::{ParticipantId, PeerRole};
+
+pub(crate) struct Connection {
+    pub pc: RTCPeerConnection,
+    pub participant: ParticipantId,
+    pub role: PeerRole,
+    pub ufrag: String,
+    pub connected: bool,
+    /// Released as failed when not connected by then. `None` while nothing was negotiated
+    /// yet (a subscriber connection before its first offer) and once connected.
+    pub connect_deadline: Option<Instant>,
+    /// The deadline of this connection's entry in the engine's timer heap.
+    pub scheduled: Option<Instant>,
+    local_candidate_added: bool,
+    /// Publisher side: incoming media SSRC → publication.
+    pub publications_by_ssrc: HashMap<u32, PubKey>,
+    /// Publisher side: the client's track id → publication.
+    pub publications_by_track: HashMap<String, PubKey>,
+    /// Subscriber side: our outgoing track id (the publication id) → publication.
+    pub subscriptions_by_track: HashMap<String, PubKey>,
+    /// Subscriber side: an offer is out and its answer has not arrived.
+    pub awaiting_answer: bool,
+    /// Subscriber side: tracks changed since the last offer.
+    pub needs_offer: bool,
+}
+
+impl Connection {
+    pub fn new(participant: ParticipantId, role: PeerRole, now: Instant) -> Result<Self, RtcError> {
+        // Our own ICE credentials: the ufrag is how the demuxer finds this connection.
+        let ufrag = Alphanumeric.sample_string(&mut rand::rng(), 16);
+        let password = Alphanumeric.sample_string(&mut rand::rng(), 32);
+        let settings = SettingEngineBuilder::new()
+            .with_lite(true)
+            .with_ice_credentials(ufrag.clone(), password)
+            // Browsers know our address from the SDP; we learn theirs from their checks.
+            // Letting them start DTLS (we are the DTLS server) needs no address guessing.
+            .with_answering_dtls_role(RTCDtlsRole::Server)
+            .build();
+        let mut media_engine = MediaEngine::default();
+        media_engine.register_default_codecs()?;
+        // NACK generation/response, RTCP sender/receiver reports, TWCC feedback.
+        let interceptors = register_default_interceptors(Registry::new(), &mut media_engine)?;
+        let pc = RTCPeerConnectionBuilder::new()
+            .with_configuration(RTCConfigurationBuilder::new().build())
+            .with_setting_engine(settings)
+            .with_media_engine(media_engine)
+            .with_interceptor_registry(interceptors)
+            .build(now)?;
+        Ok(Self {
+            pc,
+            participant,
+            role,
+            ufrag,
+            connected: false,
+            connect_deadline: None,
+            scheduled: None,
+            local_candidate_added: false,
+            publications_by_ssrc: HashMap::new(),
+            publications_by_track: HashMap::new(),
+            subscriptions_by_track: HashMap::new(),
+            awaiting_answer: false,
+            needs_offer: false,
+        })
+    }
+
+    /// Adds the SFU's one host candidate (the shared media socket), once, and closes
+    /// gathering: an ICE-lite server has nothing else to offer.
+    pub fn add_local_candidate_once(&mut self, media_addr: SocketAddr) -> Result<(), RtcError> {
+        if self.local_candidate_added {
+            return Ok(());
+        }
+        let candidate = CandidateHostConfig {
+            base_config: CandidateConfig {
+                network: "udp".to_owned(),
+                address: media_addr.ip().to_string(),
+                port: media_addr.port(),
+                component: 1,
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+        .new_candidate_host()?;
+        self.pc
+            .add_local_candidate(RTCIceCandidate::from(&candidate).to_json()?)?;
+        self.pc
+            .add_local_candidate(RTCIceCandidateInit::default())?;
+        self.local_candidate_added = true;
+        Ok(())
+    }
+
+    /// Closes the connection; what it still wants to send (DTLS close_notify) stays
+    /// queued for the caller to flush.
+    pub fn close(&mut self) {
+        let _ = self.pc.close();
+    }
+}

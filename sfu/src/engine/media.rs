@@ -1,0 +1,139 @@
+//! The per-packet path: RTP from a publisher fanned out to its subscribers, RTCP feedback
+//! from subscribers turned into keyframe requests to the publisher.
+//!
+//! Nothing here allocates on our side per packet (the rewritten packet shares the payload
+//! buffer), takes a lock, awaits or logs.
+
+use std::time::Instant;
+
+use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
+use rtc::rtcp;
+use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
+use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::sansio::Protocol;
+
+use super::{arm_timer, flush, ConnId, Engine, PubKey};
+use crate::{PeerRole, TrackKind};
+
+impl Engine {
+    pub(super) fn handle_media(&mut self, now: Instant, conn_id: ConnId, message: RTCMessage) {
+        match message {
+            RTCMessage::RtpPacket(_, packet) => self.forward_rtp(now, conn_id, packet),
+            RTCMessage::RtcpPacket(track_id, packets) => {
+                self.handle_subscriber_rtcp(now, conn_id, &track_id, &packets)
+            }
+            _ => {}
+        }
+    }
+
+    fn forward_rtp(&mut self, now: Instant, conn_id: ConnId, packet: rtc::rtp::Packet) {
+        let Some(key) = self
+            .conns
+            .get(&conn_id)
+            .and_then(|conn| conn.publications_by_ssrc.get(&packet.header.ssrc))
+        else {
+            self.counters.rtp_packets_unroutable += 1;
+            return;
+        };
+        let Some(publication) = self.publications.get(key) else {
+            return;
+        };
+        self.counters.rtp_packets_received += 1;
+        for subscription in &publication.subscriptions {
+            let Ok(outgoing) = subscription.forwarder.rewrite(&packet) else {
+                continue;
+            };
+            let Some(conn) = self.conns.get_mut(&subscription.conn) else {
+                continue;
+            };
+            if !conn.connected {
+                continue;
+            }
+            let written = conn.pc.handle_write(TaggedRTCMessage {
+                now,
+                // The track id is ignored on write (the SSRC routes the packet); an empty
+                // String does not allocate.
+                message: RTCMessage::RtpPacket(String::new(), outgoing),
+            });
+            if written.is_ok() {
+                self.counters.rtp_packets_forwarded += 1;
+            }
+            flush(&self.socket, conn, &mut self.counters);
+            arm_timer(&mut self.timers, now, subscription.conn, conn);
+        }
+    }
+
+    fn handle_subscriber_rtcp(
+        &mut self,
+        now: Instant,
+        conn_id: ConnId,
+        track_id: &str,
+        packets: &[Box<dyn rtcp::packet::Packet>],
+    ) {
+        let Some(conn) = self.conns.get(&conn_id) else {
+            return;
+        };
+        if conn.role != PeerRole::Subscriber {
+            return;
+        }
+        let wants_keyframe = packets.iter().any(|packet| {
+            let packet = packet.as_any();
+            packet.is::<PictureLossIndication>() || packet.is::<FullIntraRequest>()
+        });
+        if !wants_keyframe {
+            return;
+        }
+        if let Some(key) = conn.subscriptions_by_track.get(track_id).copied() {
+            self.request_keyframe(now, key);
+        }
+    }
+
+    /// A subscriber just (re)connected or renegotiated: its video needs a keyframe to start.
+    pub(super) fn request_keyframes_for_subscriber(&mut self, now: Instant, conn_id: ConnId) {
+        let Some(conn) = self.conns.get(&conn_id) else {
+            return;
+        };
+        let keys: Vec<PubKey> = conn.subscriptions_by_track.values().copied().collect();
+        for key in keys {
+            self.request_keyframe(now, key);
+        }
+    }
+
+    /// Sends a PLI to the publisher, at most once per `keyframe_request_interval` per
+    /// publication however many subscribers ask.
+    fn request_keyframe(&mut self, now: Instant, key: PubKey) {
+        let interval = self.config.keyframe_request_interval;
+        let Some(publication) = self.publications.get_mut(&key) else {
+            return;
+        };
+        if publication.kind != TrackKind::Video {
+            return;
+        }
+        if publication
+            .last_keyframe_request
+            .is_some_and(|last| now.duration_since(last) < interval)
+        {
+            return;
+        }
+        publication.last_keyframe_request = Some(now);
+        let (conn_id, receiver, media_ssrc) = (
+            publication.conn,
+            publication.receiver,
+            publication.media_ssrc,
+        );
+        let Some(conn) = self.conns.get_mut(&conn_id) else {
+            return;
+        };
+        if let Some(mut receiver) = conn.pc.rtp_receiver(receiver) {
+            let _ = receiver.write_rtcp(
+                now,
+                vec![Box::new(PictureLossIndication {
+                    sender_ssrc: 0,
+                    media_ssrc,
+                })],
+            );
+        }
+        flush(&self.socket, conn, &mut self.counters);
+        self.schedule(now, conn_id);
+    }
+}

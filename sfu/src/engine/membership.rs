@@ -1,0 +1,490 @@
+//! Rooms and their members: joining, leaving, publishing, subscribing and the
+//! offer/answer exchanges that follow.
+
+use std::time::Instant;
+
+use rtc::media_stream::MediaStreamTrack;
+use rtc::peer_connection::event::RTCTrackEventInit;
+use rtc::peer_connection::sdp::RTCSessionDescription;
+use rtc::peer_connection::transport::RTCIceCandidateInit;
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
+};
+use tracing::{debug, info};
+
+use super::{
+    flush, ConnId, Connection, Engine, Forwarder, Participant, PubKey, Publication, Room,
+    Subscription,
+};
+use crate::{
+    IceCandidate, ParticipantId, PeerRole, PublicationId, RoomId, SfuError, SfuEvent, TrackKind,
+};
+
+impl Engine {
+    pub(super) fn join(
+        &mut self,
+        now: Instant,
+        room_id: RoomId,
+        participant: ParticipantId,
+        stream_label: String,
+    ) -> Result<(), SfuError> {
+        if self.participants.contains_key(&participant) {
+            return Err(SfuError::DuplicateParticipant(participant));
+        }
+        let limit = self.config.max_participants_per_room;
+        if self
+            .rooms
+            .get(&room_id)
+            .is_some_and(|room| room.participants.len() >= limit)
+        {
+            return Err(SfuError::RoomFull {
+                room: room_id,
+                limit,
+            });
+        }
+        let internal = |error: rtc::shared::error::Error| SfuError::Internal(error.to_string());
+        let mut publisher =
+            Connection::new(participant.clone(), PeerRole::Publisher, now).map_err(internal)?;
+        let subscriber =
+            Connection::new(participant.clone(), PeerRole::Subscriber, now).map_err(internal)?;
+        // The client offers its publisher connection right after joining.
+        publisher.connect_deadline = Some(now + self.config.connect_timeout);
+        let publisher_id = ConnId(self.next_id());
+        let subscriber_id = ConnId(self.next_id());
+        self.demux
+            .register_ufrag(publisher.ufrag.clone(), publisher_id);
+        self.demux
+            .register_ufrag(subscriber.ufrag.clone(), subscriber_id);
+        self.conns.insert(publisher_id, publisher);
+        self.conns.insert(subscriber_id, subscriber);
+        self.participants.insert(
+            participant.clone(),
+            Participant {
+                room: room_id.clone(),
+                stream_label,
+                publisher: publisher_id,
+                subscriber: subscriber_id,
+                publications: Vec::new(),
+            },
+        );
+        let room = self.rooms.entry(room_id.clone()).or_insert_with(|| Room {
+            participants: Vec::new(),
+        });
+        room.participants.push(participant.clone());
+        info!(room = %room_id, %participant, "participant joined");
+
+        // A late joiner receives everything already published in the room.
+        let existing: Vec<PubKey> = room
+            .participants
+            .iter()
+            .filter(|other| **other != participant)
+            .filter_map(|other| self.participants.get(other))
+            .flat_map(|other| other.publications.iter().copied())
+            .collect();
+        for publication in existing {
+            self.subscribe(&participant, publication);
+        }
+        self.negotiate(now, subscriber_id);
+        Ok(())
+    }
+
+    pub(super) fn publish(
+        &mut self,
+        now: Instant,
+        participant: &ParticipantId,
+        offer_sdp: String,
+    ) -> Result<String, SfuError> {
+        let conn_id = self.participant(participant)?.publisher;
+        let media_addr = self.media_addr;
+        let conn = self
+            .conns
+            .get_mut(&conn_id)
+            .expect("participant owns its connections");
+        let invalid = |error: rtc::shared::error::Error| SfuError::InvalidSdp(error.to_string());
+        let offer = RTCSessionDescription::offer(offer_sdp).map_err(invalid)?;
+        conn.pc
+            .set_remote_description(now, offer)
+            .map_err(invalid)?;
+        conn.add_local_candidate_once(media_addr)
+            .map_err(|error| SfuError::Internal(error.to_string()))?;
+        let answer = conn.pc.create_answer(None).map_err(invalid)?;
+        conn.pc
+            .set_local_description(now, answer)
+            .map_err(invalid)?;
+        let sdp = conn
+            .pc
+            .local_description()
+            .map(|description| description.sdp)
+            .ok_or_else(|| SfuError::Internal("answer has no local description".into()))?;
+        self.drive(now, conn_id);
+        Ok(sdp)
+    }
+
+    pub(super) fn subscriber_answer(
+        &mut self,
+        now: Instant,
+        participant: &ParticipantId,
+        answer_sdp: String,
+    ) -> Result<(), SfuError> {
+        let conn_id = self.participant(participant)?.subscriber;
+        let conn = self
+            .conns
+            .get_mut(&conn_id)
+            .expect("participant owns its connections");
+        if !conn.awaiting_answer {
+            return Err(SfuError::NoPendingOffer);
+        }
+        let invalid = |error: rtc::shared::error::Error| SfuError::InvalidSdp(error.to_string());
+        let answer = RTCSessionDescription::answer(answer_sdp).map_err(invalid)?;
+        conn.pc
+            .set_remote_description(now, answer)
+            .map_err(invalid)?;
+        conn.awaiting_answer = false;
+        self.bind_negotiated_payload_types(conn_id);
+        self.request_keyframes_for_subscriber(now, conn_id);
+        self.negotiate(now, conn_id);
+        self.drive(now, conn_id);
+        Ok(())
+    }
+
+    pub(super) fn remote_candidate(
+        &mut self,
+        participant: &ParticipantId,
+        role: PeerRole,
+        candidate: IceCandidate,
+    ) -> Result<(), SfuError> {
+        let record = self.participant(participant)?;
+        let conn_id = match role {
+            PeerRole::Publisher => record.publisher,
+            PeerRole::Subscriber => record.subscriber,
+        };
+        // We are ICE-lite: we never send checks, we answer the client's. Its candidates are
+        // therefore informational; mDNS ones (`.local`) cannot even be resolved here.
+        if candidate.candidate.contains(".local ") {
+            return Ok(());
+        }
+        let conn = self
+            .conns
+            .get_mut(&conn_id)
+            .expect("participant owns its connections");
+        conn.pc
+            .add_remote_candidate(RTCIceCandidateInit {
+                candidate: candidate.candidate,
+                sdp_mid: candidate.sdp_mid,
+                sdp_mline_index: candidate.sdp_mline_index,
+                username_fragment: candidate.username_fragment,
+                ..Default::default()
+            })
+            .map_err(|error| SfuError::InvalidCandidate(error.to_string()))
+    }
+
+    pub(super) fn leave(
+        &mut self,
+        now: Instant,
+        participant: &ParticipantId,
+    ) -> Result<(), SfuError> {
+        self.remove_participant(now, participant)?;
+        info!(%participant, "participant left");
+        Ok(())
+    }
+
+    fn participant(&self, participant: &ParticipantId) -> Result<&Participant, SfuError> {
+        self.participants
+            .get(participant)
+            .ok_or_else(|| SfuError::UnknownParticipant(participant.clone()))
+    }
+
+    /// Removes a participant and everything it had: its publications (and their
+    /// subscriptions elsewhere, which renegotiates those subscribers), its subscriptions, and
+    /// both its connections.
+    pub(super) fn remove_participant(
+        &mut self,
+        now: Instant,
+        participant: &ParticipantId,
+    ) -> Result<(), SfuError> {
+        let record = self
+            .participants
+            .remove(participant)
+            .ok_or_else(|| SfuError::UnknownParticipant(participant.clone()))?;
+        let mut renegotiate = Vec::new();
+        for key in &record.publications {
+            if let Some(publication) = self.publications.remove(key) {
+                renegotiate.extend(self.drop_subscriptions(&publication));
+            }
+        }
+        for publication in self.publications.values_mut() {
+            publication
+                .subscriptions
+                .retain(|subscription| subscription.subscriber != *participant);
+        }
+        for conn_id in [record.publisher, record.subscriber] {
+            if let Some(mut conn) = self.conns.remove(&conn_id) {
+                conn.close();
+                flush(&self.socket, &mut conn, &mut self.counters);
+            }
+            self.demux.forget(conn_id);
+        }
+        if let Some(room) = self.rooms.get_mut(&record.room) {
+            room.participants.retain(|p| p != participant);
+            if room.participants.is_empty() {
+                self.rooms.remove(&record.room);
+                debug!(room = %record.room, "room closed");
+            }
+        }
+        for conn_id in renegotiate {
+            self.negotiate(now, conn_id);
+        }
+        Ok(())
+    }
+
+    /// A new track arrived on a publisher connection: publish it to the room.
+    pub(super) fn publication_opened(
+        &mut self,
+        now: Instant,
+        conn_id: ConnId,
+        track: RTCTrackEventInit,
+    ) {
+        let Some(conn) = self.conns.get_mut(&conn_id) else {
+            return;
+        };
+        if conn.role != PeerRole::Publisher {
+            return;
+        }
+        let Some(receiver) = conn.pc.rtp_receiver(track.receiver_id) else {
+            return;
+        };
+        let kind = match receiver.track().kind() {
+            RtpCodecKind::Audio => TrackKind::Audio,
+            RtpCodecKind::Video => TrackKind::Video,
+            _ => return,
+        };
+        let Some(codec) = receiver.track().codec(track.ssrc).cloned() else {
+            return;
+        };
+        let owner = conn.participant.clone();
+        let key = PubKey(self.next_id());
+        let id = PublicationId::new(format!("{}-{}", kind_name(kind), key.0));
+        let conn = self.conns.get_mut(&conn_id).expect("checked above");
+        conn.publications_by_ssrc.insert(track.ssrc, key);
+        conn.publications_by_track
+            .insert(track.track_id.clone(), key);
+        let Some(room) = self.participants.get_mut(&owner).map(|p| {
+            p.publications.push(key);
+            p.room.clone()
+        }) else {
+            return;
+        };
+        info!(room = %room, participant = %owner, publication = %id, codec = %codec.mime_type, "track published");
+        self.publications.insert(
+            key,
+            Publication {
+                id: id.clone(),
+                owner: owner.clone(),
+                conn: conn_id,
+                receiver: track.receiver_id,
+                kind,
+                codec,
+                media_ssrc: track.ssrc,
+                subscriptions: Vec::new(),
+                last_keyframe_request: None,
+            },
+        );
+        let others: Vec<ParticipantId> = self
+            .rooms
+            .get(&room)
+            .map(|r| {
+                r.participants
+                    .iter()
+                    .filter(|p| **p != owner)
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        for subscriber in &others {
+            self.subscribe(subscriber, key);
+        }
+        for subscriber in &others {
+            if let Some(conn_id) = self.participants.get(subscriber).map(|p| p.subscriber) {
+                self.negotiate(now, conn_id);
+            }
+        }
+        let _ = self.events.send(SfuEvent::PublicationAdded {
+            room,
+            participant: owner,
+            publication: id,
+            kind,
+        });
+    }
+
+    pub(super) fn publication_closed(&mut self, now: Instant, conn_id: ConnId, track_id: &str) {
+        let Some(conn) = self.conns.get_mut(&conn_id) else {
+            return;
+        };
+        let Some(key) = conn.publications_by_track.remove(track_id) else {
+            return;
+        };
+        conn.publications_by_ssrc.retain(|_, k| *k != key);
+        let Some(publication) = self.publications.remove(&key) else {
+            return;
+        };
+        if let Some(owner) = self.participants.get_mut(&publication.owner) {
+            owner.publications.retain(|k| *k != key);
+        }
+        info!(participant = %publication.owner, publication = %publication.id, "track unpublished");
+        for conn_id in self.drop_subscriptions(&publication) {
+            self.negotiate(now, conn_id);
+        }
+    }
+
+    /// Detaches a removed publication from its subscribers' connections; returns those
+    /// connections, which need a new offer.
+    fn drop_subscriptions(&mut self, publication: &Publication) -> Vec<ConnId> {
+        let mut touched = Vec::new();
+        for subscription in &publication.subscriptions {
+            if let Some(conn) = self.conns.get_mut(&subscription.conn) {
+                let _ = conn.pc.remove_track(subscription.sender);
+                conn.subscriptions_by_track.remove(publication.id.as_str());
+                conn.needs_offer = true;
+                touched.push(subscription.conn);
+            }
+        }
+        touched
+    }
+
+    /// Adds one publication to one participant's subscriber connection (offered later by
+    /// [`Engine::negotiate`]).
+    fn subscribe(&mut self, subscriber: &ParticipantId, key: PubKey) {
+        let Some(conn_id) = self.participants.get(subscriber).map(|p| p.subscriber) else {
+            return;
+        };
+        let Some(publication) = self.publications.get_mut(&key) else {
+            return;
+        };
+        let Some(stream_label) = self
+            .participants
+            .get(&publication.owner)
+            .map(|owner| owner.stream_label.clone())
+        else {
+            return;
+        };
+        let Some(conn) = self.conns.get_mut(&conn_id) else {
+            return;
+        };
+        let ssrc = rand::random::<u32>();
+        let track = MediaStreamTrack::new(
+            stream_label,
+            publication.id.to_string(),
+            publication.id.to_string(),
+            match publication.kind {
+                TrackKind::Audio => RtpCodecKind::Audio,
+                TrackKind::Video => RtpCodecKind::Video,
+            },
+            vec![RTCRtpEncodingParameters {
+                rtp_coding_parameters: RTCRtpCodingParameters {
+                    ssrc: Some(ssrc),
+                    ..Default::default()
+                },
+                codec: publication.codec.clone(),
+                ..Default::default()
+            }],
+        );
+        match conn.pc.add_track(track) {
+            Ok(sender) => {
+                conn.subscriptions_by_track
+                    .insert(publication.id.to_string(), key);
+                conn.needs_offer = true;
+                publication.subscriptions.push(Subscription {
+                    subscriber: subscriber.clone(),
+                    conn: conn_id,
+                    sender,
+                    forwarder: Forwarder::new(ssrc),
+                });
+            }
+            Err(error) => {
+                debug!(%subscriber, publication = %publication.id, %error, "could not add subscription track");
+            }
+        }
+    }
+
+    /// Sends a new subscriber offer if tracks changed and no offer is outstanding; the
+    /// answer handler calls this again, so changes during an exchange are not lost.
+    pub(super) fn negotiate(&mut self, now: Instant, conn_id: ConnId) {
+        let media_addr = self.media_addr;
+        let timeout = self.config.connect_timeout;
+        let Some(conn) = self.conns.get_mut(&conn_id) else {
+            return;
+        };
+        if conn.awaiting_answer || !conn.needs_offer {
+            return;
+        }
+        let participant = conn.participant.clone();
+        let offer = conn
+            .add_local_candidate_once(media_addr)
+            .and_then(|_| conn.pc.create_offer(None))
+            .and_then(|offer| conn.pc.set_local_description(now, offer));
+        if let Err(error) = offer {
+            self.fail_participant(
+                now,
+                &participant,
+                &format!("could not create subscriber offer: {error}"),
+            );
+            return;
+        }
+        let Some(sdp) = conn.pc.local_description().map(|d| d.sdp) else {
+            return;
+        };
+        conn.awaiting_answer = true;
+        conn.needs_offer = false;
+        if !conn.connected && conn.connect_deadline.is_none() {
+            conn.connect_deadline = Some(now + timeout);
+        }
+        let _ = self
+            .events
+            .send(SfuEvent::SubscriberOffer { participant, sdp });
+        self.drive(now, conn_id);
+    }
+
+    /// After an answer, each subscription learns the payload type its codec got on this
+    /// connection; until then its forwarder holds packets back.
+    fn bind_negotiated_payload_types(&mut self, conn_id: ConnId) {
+        let Some(conn) = self.conns.get_mut(&conn_id) else {
+            return;
+        };
+        let keys: Vec<PubKey> = conn.subscriptions_by_track.values().copied().collect();
+        for key in keys {
+            let Some(publication) = self.publications.get_mut(&key) else {
+                continue;
+            };
+            let mime = &publication.codec.mime_type;
+            for subscription in publication
+                .subscriptions
+                .iter_mut()
+                .filter(|s| s.conn == conn_id)
+            {
+                let Some(mut sender) = conn.pc.rtp_sender(subscription.sender) else {
+                    continue;
+                };
+                let negotiated = sender
+                    .get_parameters()
+                    .rtp_parameters
+                    .codecs
+                    .iter()
+                    .find(|codec| codec.rtp_codec.mime_type.eq_ignore_ascii_case(mime))
+                    .map(|codec| codec.payload_type);
+                match negotiated {
+                    Some(payload_type) => subscription.forwarder.set_payload_type(payload_type),
+                    None => {
+                        debug!(subscriber = %subscription.subscriber, %mime, "subscriber did not accept the codec")
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn kind_name(kind: TrackKind) -> &'static str {
+    match kind {
+        TrackKind::Audio => "audio",
+        TrackKind::Video => "video",
+    }
+}

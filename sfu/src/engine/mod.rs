@@ -1,0 +1,445 @@
+//! The media task: owns the UDP socket and every peer connection, and runs them.
+//!
+//! - `demux`: datagram → connection routing.
+//! - `connection`: one sans-I/O peer connection plus its bookkeeping.
+//! - `membership`: rooms, joining, leaving, publishing, subscribing, (re)negotiation.
+//! - `media`: the per-packet path (RTP fan-out, RTCP feedback, keyframe requests).
+//! - `forwarder`: per-subscription RTP rewriting.
+
+mod connection;
+mod demux;
+mod forwarder;
+mod media;
+mod membership;
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use rtc::peer_connection::event::{RTCPeerConnectionEvent, RTCTrackEvent};
+use rtc::peer_connection::state::RTCPeerConnectionState;
+use rtc::sansio::Protocol;
+use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+
+use crate::api::{Command, SfuEvents};
+use crate::{
+    ParticipantId, PeerRole, PublicationId, RoomId, Sfu, SfuConfig, SfuError, SfuEvent, SfuStats,
+    TrackKind,
+};
+use connection::Connection;
+use demux::Demuxer;
+use forwarder::Forwarder;
+
+/// A peer connection inside the engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct ConnId(pub u64);
+
+/// A publication inside the engine (cheaper to hash than its [`PublicationId`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct PubKey(u64);
+
+/// Largest datagram we accept; anything longer is not WebRTC media.
+const MAX_DATAGRAM: usize = 2048;
+/// How often connect timeouts are checked.
+const HOUSEKEEPING_INTERVAL: Duration = Duration::from_millis(500);
+
+struct Room {
+    participants: Vec<ParticipantId>,
+}
+
+struct Participant {
+    room: RoomId,
+    /// The `msid` stream id of everything this participant publishes.
+    stream_label: String,
+    publisher: ConnId,
+    subscriber: ConnId,
+    publications: Vec<PubKey>,
+}
+
+struct Publication {
+    id: PublicationId,
+    owner: ParticipantId,
+    conn: ConnId,
+    receiver: rtc::rtp_transceiver::RTCRtpReceiverId,
+    kind: TrackKind,
+    codec: rtc::rtp_transceiver::rtp_sender::RTCRtpCodec,
+    media_ssrc: u32,
+    subscriptions: Vec<Subscription>,
+    last_keyframe_request: Option<Instant>,
+}
+
+struct Subscription {
+    subscriber: ParticipantId,
+    conn: ConnId,
+    sender: rtc::rtp_transceiver::RTCRtpSenderId,
+    forwarder: Forwarder,
+}
+
+#[derive(Default)]
+struct Counters {
+    rtp_packets_received: u64,
+    rtp_packets_forwarded: u64,
+    datagrams_dropped_unknown_source: u64,
+    datagrams_dropped_send_buffer_full: u64,
+    rtp_packets_unroutable: u64,
+}
+
+pub(crate) struct Engine {
+    config: SfuConfig,
+    socket: Arc<UdpSocket>,
+    /// The address in our ICE candidate, and the local side of every transport context.
+    media_addr: SocketAddr,
+    rooms: HashMap<RoomId, Room>,
+    participants: HashMap<ParticipantId, Participant>,
+    conns: HashMap<ConnId, Connection>,
+    publications: HashMap<PubKey, Publication>,
+    demux: Demuxer,
+    timers: BinaryHeap<Reverse<(Instant, ConnId)>>,
+    events: mpsc::UnboundedSender<SfuEvent>,
+    counters: Counters,
+    next_id: u64,
+}
+
+pub(crate) async fn start(config: SfuConfig) -> Result<(Sfu, SfuEvents), SfuError> {
+    config.validate().map_err(SfuError::InvalidConfig)?;
+    let bind_error = |source| SfuError::Bind {
+        addr: config.udp_bind,
+        source,
+    };
+    let socket = UdpSocket::bind(config.udp_bind).await.map_err(bind_error)?;
+    let bound = socket.local_addr().map_err(bind_error)?;
+    let media_addr = SocketAddr::new(config.advertised_ip(), bound.port());
+    let (commands_tx, commands) = mpsc::channel(1024);
+    let (events, events_rx) = mpsc::unbounded_channel();
+    let engine = Engine {
+        config,
+        socket: Arc::new(socket),
+        media_addr,
+        rooms: HashMap::new(),
+        participants: HashMap::new(),
+        conns: HashMap::new(),
+        publications: HashMap::new(),
+        demux: Demuxer::default(),
+        timers: BinaryHeap::new(),
+        events,
+        counters: Counters::default(),
+        next_id: 1,
+    };
+    info!(%bound, advertised = %media_addr, "SFU media socket bound");
+    tokio::spawn(engine.run(commands));
+    Ok((
+        Sfu {
+            commands: commands_tx,
+            media_addr,
+        },
+        events_rx,
+    ))
+}
+
+impl Engine {
+    async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+        let socket = self.socket.clone();
+        let mut buf = vec![0u8; MAX_DATAGRAM];
+        let mut housekeeping = tokio::time::interval(HOUSEKEEPING_INTERVAL);
+        loop {
+            let next_timer = self.timers.peek().map(|Reverse((at, _))| *at);
+            let timer = async move {
+                match next_timer {
+                    Some(at) => tokio::time::sleep_until(at.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                command = commands.recv() => match command {
+                    Some(Command::Shutdown { reply }) => {
+                        self.close_everything();
+                        let _ = reply.send(());
+                        break;
+                    }
+                    Some(command) => self.handle_command(command),
+                    None => {
+                        self.close_everything();
+                        break;
+                    }
+                },
+                received = socket.recv_from(&mut buf) => match received {
+                    Ok((len, from)) => {
+                        self.handle_datagram(Instant::now(), from, &buf[..len]);
+                        // Drain what else is already queued without going back through select.
+                        for _ in 0..64 {
+                            match socket.try_recv_from(&mut buf) {
+                                Ok((len, from)) => self.handle_datagram(Instant::now(), from, &buf[..len]),
+                                Err(_) => break,
+                            }
+                        }
+                    }
+                    // ICMP errors surface here on some platforms; they concern one peer only.
+                    Err(error) => debug!(%error, "media socket receive error"),
+                },
+                _ = timer => self.handle_timers(Instant::now()),
+                _ = housekeeping.tick() => self.housekeeping(Instant::now()),
+            }
+        }
+        info!("SFU media task stopped");
+    }
+
+    fn handle_command(&mut self, command: Command) {
+        let now = Instant::now();
+        match command {
+            Command::Join {
+                room,
+                participant,
+                stream_label,
+                reply,
+            } => {
+                let _ = reply.send(self.join(now, room, participant, stream_label));
+            }
+            Command::Publish {
+                participant,
+                offer_sdp,
+                reply,
+            } => {
+                let _ = reply.send(self.publish(now, &participant, offer_sdp));
+            }
+            Command::SubscriberAnswer {
+                participant,
+                answer_sdp,
+                reply,
+            } => {
+                let _ = reply.send(self.subscriber_answer(now, &participant, answer_sdp));
+            }
+            Command::RemoteCandidate {
+                participant,
+                role,
+                candidate,
+                reply,
+            } => {
+                let _ = reply.send(self.remote_candidate(&participant, role, candidate));
+            }
+            Command::Leave { participant, reply } => {
+                let _ = reply.send(self.leave(now, &participant));
+            }
+            Command::Stats { reply } => {
+                let _ = reply.send(self.stats());
+            }
+            Command::Shutdown { .. } => unreachable!("handled by the run loop"),
+        }
+    }
+
+    fn stats(&self) -> SfuStats {
+        SfuStats {
+            rooms: self.rooms.len(),
+            participants: self.participants.len(),
+            publications: self.publications.len(),
+            subscriptions: self
+                .publications
+                .values()
+                .map(|p| p.subscriptions.len())
+                .sum(),
+            rtp_packets_received: self.counters.rtp_packets_received,
+            rtp_packets_forwarded: self.counters.rtp_packets_forwarded,
+            datagrams_dropped_unknown_source: self.counters.datagrams_dropped_unknown_source,
+        }
+    }
+
+    fn next_id(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    fn handle_datagram(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) {
+        let Some(conn_id) = self.demux.route(from, datagram) else {
+            self.counters.datagrams_dropped_unknown_source += 1;
+            return;
+        };
+        let Some(conn) = self.conns.get_mut(&conn_id) else {
+            self.counters.datagrams_dropped_unknown_source += 1;
+            return;
+        };
+        let message = TaggedBytesMut {
+            now,
+            transport: TransportContext {
+                local_addr: self.media_addr,
+                peer_addr: from,
+                ecn: None,
+                transport_protocol: TransportProtocol::UDP,
+            },
+            message: BytesMut::from(datagram),
+        };
+        if let Err(error) = conn.pc.handle_read(message) {
+            debug!(participant = %conn.participant, %error, "datagram rejected by peer connection");
+        }
+        self.drive(now, conn_id);
+    }
+
+    /// Runs a connection after it was fed: sends what it wants sent, handles its events and
+    /// the media it produced, and re-arms its timer.
+    fn drive(&mut self, now: Instant, conn_id: ConnId) {
+        loop {
+            let Some(conn) = self.conns.get_mut(&conn_id) else {
+                return; // removed while handling its own events (failure)
+            };
+            flush(&self.socket, conn, &mut self.counters);
+            if let Some(event) = conn.pc.poll_event() {
+                self.handle_connection_event(now, conn_id, event);
+                continue;
+            }
+            if let Some(message) = conn.pc.poll_read() {
+                self.handle_media(now, conn_id, message.message);
+                continue;
+            }
+            break;
+        }
+        self.schedule(now, conn_id);
+    }
+
+    fn handle_connection_event(
+        &mut self,
+        now: Instant,
+        conn_id: ConnId,
+        event: RTCPeerConnectionEvent,
+    ) {
+        match event {
+            RTCPeerConnectionEvent::OnConnectionStateChangeEvent(state) => {
+                self.connection_state_changed(now, conn_id, state)
+            }
+            RTCPeerConnectionEvent::OnTrack(RTCTrackEvent::OnOpen(track)) => {
+                self.publication_opened(now, conn_id, track)
+            }
+            RTCPeerConnectionEvent::OnTrack(RTCTrackEvent::OnClose(track_id)) => {
+                self.publication_closed(now, conn_id, &track_id)
+            }
+            _ => {}
+        }
+    }
+
+    fn connection_state_changed(
+        &mut self,
+        now: Instant,
+        conn_id: ConnId,
+        state: RTCPeerConnectionState,
+    ) {
+        let Some(conn) = self.conns.get_mut(&conn_id) else {
+            return;
+        };
+        let participant = conn.participant.clone();
+        let role = conn.role;
+        debug!(%participant, ?role, %state, "peer connection state");
+        match state {
+            RTCPeerConnectionState::Connected => {
+                conn.connected = true;
+                conn.connect_deadline = None;
+                let _ = self.events.send(SfuEvent::Connected { participant, role });
+                if role == PeerRole::Subscriber {
+                    self.request_keyframes_for_subscriber(now, conn_id);
+                }
+            }
+            RTCPeerConnectionState::Failed => {
+                self.fail_participant(now, &participant, "media connection failed");
+            }
+            _ => {}
+        }
+    }
+
+    /// Arms the connection's timer. The heap holds at most one live entry per connection
+    /// (`Connection::scheduled`); superseded entries are skipped when popped.
+    fn schedule(&mut self, now: Instant, conn_id: ConnId) {
+        if let Some(conn) = self.conns.get_mut(&conn_id) {
+            arm_timer(&mut self.timers, now, conn_id, conn);
+        }
+    }
+
+    fn handle_timers(&mut self, now: Instant) {
+        while let Some(Reverse((at, conn_id))) = self.timers.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            let Some(conn) = self.conns.get_mut(&conn_id) else {
+                continue;
+            };
+            if conn.scheduled != Some(at) {
+                continue; // superseded by an earlier deadline that already ran
+            }
+            conn.scheduled = None;
+            if conn.pc.poll_timeout().is_some_and(|due| due <= now) {
+                if let Err(error) = conn.pc.handle_timeout(now) {
+                    debug!(participant = %conn.participant, %error, "peer connection timeout handling failed");
+                }
+            }
+            self.drive(now, conn_id);
+        }
+    }
+
+    fn housekeeping(&mut self, now: Instant) {
+        let expired: Vec<ParticipantId> = self
+            .conns
+            .values()
+            .filter(|c| c.connect_deadline.is_some_and(|deadline| deadline <= now))
+            .map(|c| c.participant.clone())
+            .collect();
+        for participant in expired {
+            self.fail_participant(
+                now,
+                &participant,
+                "media connection did not connect in time",
+            );
+        }
+    }
+
+    fn fail_participant(&mut self, now: Instant, participant: &ParticipantId, reason: &str) {
+        if self.remove_participant(now, participant).is_ok() {
+            warn!(%participant, reason, "participant released");
+            let _ = self.events.send(SfuEvent::ParticipantFailed {
+                participant: participant.clone(),
+                reason: reason.to_owned(),
+            });
+        }
+    }
+
+    fn close_everything(&mut self) {
+        let now = Instant::now();
+        let everyone: Vec<ParticipantId> = self.participants.keys().cloned().collect();
+        for participant in everyone {
+            let _ = self.remove_participant(now, &participant);
+        }
+    }
+}
+
+/// See [`Engine::schedule`].
+fn arm_timer(
+    timers: &mut BinaryHeap<Reverse<(Instant, ConnId)>>,
+    now: Instant,
+    conn_id: ConnId,
+    conn: &mut Connection,
+) {
+    let Some(mut at) = conn.pc.poll_timeout() else {
+        return;
+    };
+    if at <= now {
+        at = now + Duration::from_millis(1);
+    }
+    if conn.scheduled.is_none_or(|scheduled| at < scheduled) {
+        conn.scheduled = Some(at);
+        timers.push(Reverse((at, conn_id)));
+    }
+}
+
+/// Puts everything a connection queued on the wire. `try_send_to` never waits: a full socket
+/// buffer drops the datagram (counted) rather than stalling every other participant.
+fn flush(socket: &UdpSocket, conn: &mut Connection, counters: &mut Counters) {
+    while let Some(transmit) = conn.pc.poll_write() {
+        if socket
+            .try_send_to(&transmit.message, transmit.transport.peer_addr)
+            .is_err()
+        {
+            counters.datagrams_dropped_send_buffer_full += 1;
+        }
+    }
+}
