@@ -96,7 +96,10 @@ mod tests {
         // Defaults may be overridden by the environment of whoever runs the tests, so only
         // check what the environment cannot reach.
         if std::env::var_os("SWITCHBOARD_HTTP_ADDR").is_none() {
-            assert_eq!(config.http_addr, "0.0.0.0:8080".parse::<SocketAddr>().unwrap());
+            assert_eq!(
+                config.http_addr,
+                "0.0.0.0:8080".parse::<SocketAddr>().unwrap()
+            );
         }
         if std::env::var_os("SWITCHBOARD_RING_TIMEOUT_SECS").is_none() {
             assert_eq!(config.ring_timeout(), Duration::from_secs(30));
@@ -125,7 +128,10 @@ mod tests {
         .unwrap();
         assert_eq!(config.http_addr.port(), 9000);
         assert_eq!(config.media_addr.port(), 41000);
-        assert_eq!(config.public_ip, Some("203.0.113.7".parse::<IpAddr>().unwrap()));
+        assert_eq!(
+            config.public_ip,
+            Some("203.0.113.7".parse::<IpAddr>().unwrap())
+        );
         assert_eq!(config.web_dir, PathBuf::from("/srv/web"));
         assert_eq!(config.ring_timeout_secs, 12);
         assert_eq!(config.log_format, LogFormat::Json);
