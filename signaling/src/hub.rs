@@ -364,6 +364,15 @@ impl Hub {
                 emit(socket, "call_accepted", &accepted);
             }
         }
+        // The callee's other sockets rang too: stop them.
+        let elsewhere = json!({ "call_id": call_id, "reason": "answered_elsewhere" });
+        for sid in state.presence.sockets_of(&callee.id) {
+            if *sid != me.sid() {
+                if let Some(socket) = state.sockets.get(sid) {
+                    emit(socket, "call_ended", &elsewhere);
+                }
+            }
+        }
         Ok(())
     }
 

@@ -350,6 +350,12 @@ async fn every_tab_rings_but_the_call_belongs_to_the_sockets_in_it() {
     assert_eq!(ack["ok"], true, "{ack}");
     alice.expect("call_accepted").await;
     bob_tab2.expect("call_accepted").await;
+    // Bob's first tab stops ringing and may no longer act on the call.
+    let ended = bob.expect("call_ended").await;
+    assert_eq!(
+        ended,
+        json!({ "call_id": call_id, "reason": "answered_elsewhere" })
+    );
     let ack = bob.request("end_call", json!({ "call_id": call_id })).await;
     assert_refused(&ack, "not_a_participant");
 
@@ -509,4 +515,42 @@ async fn shutdown_ends_calls() {
         assert_eq!(ended["call_id"], call_id.as_str());
         assert_eq!(ended["reason"], "shutdown");
     }
+}
+
+#[tokio::test]
+async fn media_the_sfu_refuses_is_an_error_and_the_call_survives() {
+    let server = TestServer::start().await;
+    let (mut alice, mut bob, call_id) = active_call(&server).await;
+    let ack = alice
+        .request(
+            "webrtc_offer",
+            json!({ "call_id": call_id, "target": "publisher", "sdp": "this is not SDP" }),
+        )
+        .await;
+    assert_eq!(ack["ok"], false, "{ack}");
+    let code = ack["error"]["code"].as_str().unwrap().to_owned();
+    // The SFU's verdict on garbage SDP is `media_rejected`; a stubbed SFU may say `internal`.
+    assert!(code == "media_rejected" || code == "internal", "{ack}");
+    let error = alice.expect_error(&code).await;
+    assert_eq!(error["event"], "webrtc_offer");
+    assert_eq!(error["call_id"], call_id.as_str());
+
+    let ack = alice
+        .request(
+            "webrtc_answer",
+            json!({ "call_id": call_id, "target": "subscriber", "sdp": "v=0\r\n" }),
+        )
+        .await;
+    assert_eq!(ack["ok"], false, "no subscriber offer is pending: {ack}");
+
+    // The call is still up.
+    let ack = bob
+        .request(
+            "media_state",
+            json!({ "call_id": call_id, "audio": true, "video": true }),
+        )
+        .await;
+    assert_eq!(ack["ok"], true, "{ack}");
+    alice.expect("participant_media_state").await;
+    assert_eq!(server.signaling.stats().active_calls, 1);
 }
