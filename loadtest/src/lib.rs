@@ -12,6 +12,8 @@
 //!   SFU's offers, again on every renegotiation; counts received RTP) connections.
 //! - [`media`]: synthetic payloads with a probe trailer (sequence, RTP timestamp, send time) and
 //!   the lock-free-per-packet counters both directions keep.
+//! - [`traffic`]: per-remote-address datagram counters on each peer connection's sockets,
+//!   which is how a test proves media went through the SFU and not peer to peer.
 //! - [`participant`]: glues the three into a user that does all media negotiation by itself;
 //!   the caller only places, accepts and ends calls and watches events and stats.
 //!
@@ -30,6 +32,7 @@ pub mod media;
 pub mod participant;
 pub mod peer;
 pub mod signaling;
+pub mod traffic;
 
 pub use media::{MediaKind, ReceiveStats, SendStats, TrackKey, TrackSnapshot};
 pub use participant::{

@@ -140,13 +140,10 @@ pub struct CallMedia {
 }
 
 impl CallMedia {
-    /// Remote addresses of the selected candidate pairs (publisher, subscriber); both should
-    /// be the SFU's media address.
-    pub async fn remote_addrs(&self) -> (Option<SocketAddr>, Option<SocketAddr>) {
-        (
-            self.publisher.remote_addr().await,
-            self.subscriber.remote_addr().await,
-        )
+    /// The addresses the publisher and subscriber connections receive from; both should be
+    /// the SFU's media address.
+    pub fn remote_addrs(&self) -> (Option<SocketAddr>, Option<SocketAddr>) {
+        (self.publisher.remote_addr(), self.subscriber.remote_addr())
     }
 
     async fn close(&self) {

@@ -15,7 +15,7 @@
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_OPUS, MIME_TYPE_VP8};
@@ -32,13 +32,13 @@ use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use webrtc::peer_connection::{
     register_default_interceptors, MediaEngine, PeerConnection, PeerConnectionBuilder,
     PeerConnectionEventHandler, RTCIceGatheringState, RTCPeerConnectionIceEvent,
-    RTCPeerConnectionState, RTCSessionDescription, RTCStatsReportEntry, Registry,
-    SettingEngineBuilder, StatsSelector,
+    RTCPeerConnectionState, RTCSessionDescription, Registry, SettingEngineBuilder,
 };
 use webrtc::rtp_transceiver::RtpSender;
 
 use crate::media::{self, MediaKind, Probe, ReceiveStats, SendStats, TrackKey};
 use crate::signaling::{IceCandidateInit, PeerTarget};
+use crate::traffic::{ObservingRuntime, TrafficLog};
 
 /// Errors of the peer-connection layer.
 #[derive(Debug, thiserror::Error)]
@@ -207,6 +207,7 @@ struct Pc {
     gathering: watch::Receiver<RTCIceGatheringState>,
     state: watch::Receiver<RTCPeerConnectionState>,
     gather_timeout: Duration,
+    traffic: Arc<TrafficLog>,
 }
 
 impl Pc {
@@ -233,7 +234,9 @@ impl Pc {
             state: state_tx,
             receive,
         });
+        let traffic = Arc::new(TrafficLog::default());
         let pc = PeerConnectionBuilder::new()
+            .with_runtime(Arc::new(ObservingRuntime::new(Arc::clone(&traffic))))
             .with_media_engine(media_engine)
             .with_interceptor_registry(registry)
             .with_setting_engine(setting_engine)
@@ -247,6 +250,7 @@ impl Pc {
             gathering,
             state,
             gather_timeout: config.gather_timeout,
+            traffic,
         })
     }
 
@@ -270,29 +274,8 @@ impl Pc {
             .sdp)
     }
 
-    async fn remote_addr(&self) -> Option<SocketAddr> {
-        selected_remote_addr(self.pc.as_ref()).await
-    }
-}
-
-/// Where the connection's selected candidate pair sends to: the transport's selected pair, or
-/// failing that the nominated succeeded pair.
-async fn selected_remote_addr(pc: &dyn PeerConnection) -> Option<SocketAddr> {
-    let report = pc.get_stats(Instant::now(), StatsSelector::None).await;
-    let selected = report
-        .transport()
-        .map(|t| t.selected_candidate_pair_id.clone())
-        .filter(|id| !id.is_empty());
-    let pair = report
-        .candidate_pairs()
-        .find(|p| selected.as_deref() == Some(p.stats.id.as_str()))
-        .or_else(|| report.candidate_pairs().find(|p| p.nominated))?;
-    match report.get(&pair.remote_candidate_id)? {
-        RTCStatsReportEntry::RemoteCandidate(c) => {
-            let ip = c.address.as_deref()?.parse().ok()?;
-            Some(SocketAddr::new(ip, c.port))
-        }
-        _ => None,
+    fn remote_addr(&self) -> Option<SocketAddr> {
+        self.traffic.main_peer()
     }
 }
 
@@ -400,9 +383,15 @@ impl Publisher {
         *self.inner.state.borrow()
     }
 
-    /// The remote address of the selected ICE candidate pair (should be the SFU's media port).
-    pub async fn remote_addr(&self) -> Option<SocketAddr> {
-        self.inner.remote_addr().await
+    /// The remote address this connection received the most bytes from (for a connection to
+    /// the SFU: its media address). Measured on the socket, see [`crate::traffic`].
+    pub fn remote_addr(&self) -> Option<SocketAddr> {
+        self.inner.remote_addr()
+    }
+
+    /// Datagrams exchanged per remote address.
+    pub fn traffic(&self) -> &Arc<TrafficLog> {
+        &self.inner.traffic
     }
 
     /// Stops the senders and closes the connection.
@@ -596,9 +585,15 @@ impl Subscriber {
         *self.inner.state.borrow()
     }
 
-    /// The remote address of the selected ICE candidate pair (should be the SFU's media port).
-    pub async fn remote_addr(&self) -> Option<SocketAddr> {
-        self.inner.remote_addr().await
+    /// The remote address this connection received the most bytes from (for a connection to
+    /// the SFU: its media address). Measured on the socket, see [`crate::traffic`].
+    pub fn remote_addr(&self) -> Option<SocketAddr> {
+        self.inner.remote_addr()
+    }
+
+    /// Datagrams exchanged per remote address.
+    pub fn traffic(&self) -> &Arc<TrafficLog> {
+        &self.inner.traffic
     }
 
     /// Closes the connection.
