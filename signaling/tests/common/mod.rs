@@ -35,10 +35,18 @@ impl TestServer {
     }
 
     pub async fn start_with(tweak: impl FnOnce(&mut SignalingConfig)) -> TestServer {
-        let sfu_config = SfuConfig {
+        Self::start_with_sfu(tweak, |_| {}).await
+    }
+
+    pub async fn start_with_sfu(
+        tweak: impl FnOnce(&mut SignalingConfig),
+        tweak_sfu: impl FnOnce(&mut SfuConfig),
+    ) -> TestServer {
+        let mut sfu_config = SfuConfig {
             udp_bind: "127.0.0.1:0".parse().unwrap(),
             ..SfuConfig::default()
         };
+        tweak_sfu(&mut sfu_config);
         let (sfu, events) = Sfu::start(sfu_config).await.expect("SFU starts");
         let mut config = SignalingConfig::with_secret(SECRET);
         tweak(&mut config);
