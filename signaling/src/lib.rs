@@ -18,6 +18,10 @@
 //! under the lock, which only queues them, so each socket sees them in state order. One
 //! extra task consumes [`SfuEvents`]; each ringing call has a timer task.
 //!
+//! Events of one socket may be handled concurrently (each is its own task). The protocol makes
+//! that safe: every operation re-validates the call under the lock, and a client cannot name a
+//! call before the ack or event that told it the call id.
+//!
 //! ## Invariants
 //! - A socket's user is fixed at connect; payloads never name their sender.
 //! - A user is in at most one live call (`busy`). A call is bound to the caller's initiating
