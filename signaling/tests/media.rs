@@ -74,6 +74,15 @@ async fn a_publisher_offer_is_answered_and_a_dead_connection_fails_the_call() {
         .await;
     assert!(ack["ok"].is_boolean(), "{ack}");
 
+    // If the SFU offers Bob a subscriber connection for Alice's track (it may wait for media
+    // first), the offer reaches Bob's call socket with the call's id.
+    if bob.has_pending("webrtc_offer") {
+        let offer = bob.expect("webrtc_offer").await;
+        assert_eq!(offer["call_id"], call_id.as_str());
+        assert_eq!(offer["target"], "subscriber");
+        assert!(offer["sdp"].as_str().is_some_and(|sdp| sdp.starts_with("v=0")), "{offer}");
+    }
+
     // Nobody completes ICE: the SFU gives up after its connect timeout and the call fails.
     for client in [&mut alice, &mut bob] {
         let ended = client
