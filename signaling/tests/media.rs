@@ -80,7 +80,12 @@ async fn a_publisher_offer_is_answered_and_a_dead_connection_fails_the_call() {
         let offer = bob.expect("webrtc_offer").await;
         assert_eq!(offer["call_id"], call_id.as_str());
         assert_eq!(offer["target"], "subscriber");
-        assert!(offer["sdp"].as_str().is_some_and(|sdp| sdp.starts_with("v=0")), "{offer}");
+        assert!(
+            offer["sdp"]
+                .as_str()
+                .is_some_and(|sdp| sdp.starts_with("v=0")),
+            "{offer}"
+        );
     }
 
     // Nobody completes ICE: the SFU gives up after its connect timeout and the call fails.
