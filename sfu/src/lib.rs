@@ -29,6 +29,7 @@ pub use config::SfuConfig;
 pub use error::SfuError;
 pub use ids::{ParticipantId, PublicationId, RoomId};
 mod engine;
+pub mod recording;
 
 impl Sfu {
     /// Binds the media UDP socket and starts the media task.
