@@ -452,6 +452,7 @@ impl Dispatcher {
                 };
                 // Fire and forget: the candidate is also in the SDP, so a refusal only matters
                 // as a server bug, which the `error` event the server also sends will show.
+                tracing::debug!(%call_id, ?target, candidate = %candidate.candidate, "trickling local candidate");
                 let signaling = self.signaling.clone();
                 tokio::spawn(async move {
                     if let Err(e) = signaling
