@@ -29,7 +29,9 @@ pub use config::SfuConfig;
 pub use error::SfuError;
 pub use ids::{ParticipantId, PublicationId, RoomId};
 mod engine;
+pub mod quality;
 pub mod recording;
+pub mod speaker;
 
 impl Sfu {
     /// Binds the media UDP socket and starts the media task.
