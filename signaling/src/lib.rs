@@ -34,6 +34,7 @@
 pub mod call;
 pub mod config;
 pub mod error;
+pub mod history;
 mod http;
 mod hub;
 pub mod identity;
