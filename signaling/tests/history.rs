@@ -561,6 +561,54 @@ async fn closes_interrupted_calls_after_restart(db: &Db) {
     assert!(!call.interrupted);
 }
 
+/// Signaling reports from many tasks at once; SQLite serializes writers, and every report must
+/// still land (waiting for the write lock, never failing with "database is locked").
+async fn concurrent_reports_all_land(db: &Db) {
+    let store = db.open().await;
+    let bob = user("Bob");
+    let tasks: Vec<_> = (0..24)
+        .map(|i| {
+            let (store, bob) = (store.clone(), bob.clone());
+            tokio::spawn(async move {
+                let caller = user("Caller");
+                let at = T0 + i * 10;
+                let id = start(&store, &caller, &bob, at).await;
+                store.call_answered(&id, ts(at + 1)).await.unwrap();
+                store
+                    .participant_joined(&id, &bob.id, ts(at + 2))
+                    .await
+                    .unwrap();
+                store
+                    .call_ended(&id, Outcome::Completed, ts(at + 5))
+                    .await
+                    .unwrap();
+                store
+                    .record_quality(&id, &bob.id, QualitySummary::default())
+                    .await
+                    .unwrap();
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("report task");
+    }
+    let page = store
+        .list_for_user(
+            &bob.id,
+            &ListQuery {
+                limit: 100,
+                ..ListQuery::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(page.calls.len(), 24);
+    assert!(page
+        .calls
+        .iter()
+        .all(|c| c.outcome == Some(Outcome::Completed) && c.duration_ms == Some(4)));
+}
+
 // --- HTTP ----------------------------------------------------------------------------------
 
 async fn get(app: &Router, uri: &str, token: Option<&str>) -> (StatusCode, Value) {
@@ -719,5 +767,6 @@ suite!(
     filters_by_outcome,
     users_only_see_their_own_calls,
     closes_interrupted_calls_after_restart,
+    concurrent_reports_all_land,
     http_serves_only_the_callers_own_calls,
 );
