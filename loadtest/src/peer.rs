@@ -359,7 +359,8 @@ impl Publisher {
 
     /// Starts the synthetic audio and video senders. They wait for the connection to be
     /// connected, then pace themselves; packets refused by the connection are counted in
-    /// [`SendStats::write_errors`]. Idempotent only in the sense that calling twice sends twice.
+    /// [`SendStats::write_errors`]. Call once per connection: a second call starts a second
+    /// set of senders.
     pub fn start_media(&self) {
         let mut pumps = self.pumps.lock().expect("pump list lock poisoned");
         for (kind, track, sender) in &self.tracks {
