@@ -28,6 +28,31 @@
 //!   [`participant::MediaEvent::Failed`].
 //! - Per-packet work takes no lock and does not log.
 
+//! ## Running
+//! - `cargo test -p loadtest` — unit tests, the signaling client against an in-process server
+//!   (`tests/signaling_client.rs`) and 1:1 voice and video calls through the SFU
+//!   (`tests/call_through_sfu.rs`; `RUST_LOG=loadtest=debug` shows the negotiation).
+//! - `cargo run -p loadtest -- --url http://127.0.0.1:8080 --pairs 4 --duration 20` against a
+//!   running server; `--local-ip` must be an address the SFU can reach.
+//!
+//! ## Example
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use loadtest::{CallKind, MediaKind, Participant, ParticipantConfig};
+//! let http = reqwest::Client::new();
+//! let url = "http://127.0.0.1:8080";
+//! let (alice, _alice_events) = Participant::join(&http, url, "Alice", ParticipantConfig::default()).await?;
+//! let (bob, _bob_events) = Participant::join(&http, url, "Bob", ParticipantConfig::default()).await?;
+//! let call = alice.signaling().initiate_call(&bob.user().id, CallKind::Video).await?;
+//! // ... Bob sees `incoming_call` on his events, then:
+//! bob.signaling().accept_call(&call).await?;
+//! // Both now publish and subscribe by themselves; later:
+//! let got = bob.receive_stats().packets_from(alice.user().id.as_str(), MediaKind::Video);
+//! # let _ = got;
+//! alice.signaling().end_call(&call, None).await?;
+//! # Ok(()) }
+//! ```
+
 pub mod media;
 pub mod participant;
 pub mod peer;

@@ -175,11 +175,12 @@ async fn run_call(
         }
         for track in stats.snapshot().iter().filter(|t| t.key.stream_id == from) {
             report.push_str(&format!(
-                "\n  {} <- {:?}: {} packets, {} bytes, latency mean {:?} max {:?}",
+                "\n  {} <- {:?}: {} packets, {} bytes, {} lost, latency mean {:?} max {:?}",
                 me.user().name,
                 track.kind,
                 track.packets,
                 track.bytes,
+                track.lost,
                 track.mean_latency.unwrap_or_default(),
                 track.max_latency.unwrap_or_default(),
             ));

@@ -174,6 +174,10 @@ pub struct TrackCounters {
     latency_sum_us: AtomicU64,
     latency_max_us: AtomicU64,
     markers: AtomicU64,
+    /// Lowest and highest probe sequence seen, for loss: sequences are consecutive per sender
+    /// track, so `highest - lowest + 1 - probes` were lost (or are still in flight).
+    first_probe_seq: AtomicU64,
+    max_probe_seq: AtomicU64,
 }
 
 impl TrackCounters {
@@ -186,6 +190,8 @@ impl TrackCounters {
             latency_sum_us: AtomicU64::new(0),
             latency_max_us: AtomicU64::new(0),
             markers: AtomicU64::new(0),
+            first_probe_seq: AtomicU64::new(u64::MAX),
+            max_probe_seq: AtomicU64::new(0),
         }
     }
 
@@ -202,6 +208,10 @@ impl TrackCounters {
             self.probes.fetch_add(1, Ordering::Relaxed);
             self.latency_sum_us.fetch_add(latency, Ordering::Relaxed);
             self.latency_max_us.fetch_max(latency, Ordering::Relaxed);
+            // Not wrap-aware: a u32 sequence at 200 packets/s wraps after ~250 days.
+            let seq = u64::from(probe.seq);
+            self.first_probe_seq.fetch_min(seq, Ordering::Relaxed);
+            self.max_probe_seq.fetch_max(seq, Ordering::Relaxed);
         }
     }
 }
@@ -221,6 +231,9 @@ pub struct TrackSnapshot {
     pub probes: u64,
     /// Packets with the RTP marker bit (for video: completed frames).
     pub markers: u64,
+    /// Probed packets missing between the lowest and highest probe sequence seen (lost, or
+    /// reordered and still to come).
+    pub lost: u64,
     /// Mean one-way latency over probed packets.
     pub mean_latency: Option<Duration>,
     /// Worst one-way latency over probed packets.
@@ -254,6 +267,16 @@ impl ReceiveStats {
             .map(|(key, c)| {
                 let probes = c.probes.load(Ordering::Relaxed);
                 let sum = c.latency_sum_us.load(Ordering::Relaxed);
+                let first = c.first_probe_seq.load(Ordering::Relaxed);
+                let expected = match first {
+                    u64::MAX => 0,
+                    first => {
+                        c.max_probe_seq
+                            .load(Ordering::Relaxed)
+                            .saturating_sub(first)
+                            + 1
+                    }
+                };
                 TrackSnapshot {
                     key: key.clone(),
                     kind: c.kind,
@@ -261,6 +284,7 @@ impl ReceiveStats {
                     bytes: c.bytes.load(Ordering::Relaxed),
                     probes,
                     markers: c.markers.load(Ordering::Relaxed),
+                    lost: expected.saturating_sub(probes),
                     mean_latency: (probes > 0).then(|| Duration::from_micros(sum / probes)),
                     max_latency: (probes > 0)
                         .then(|| Duration::from_micros(c.latency_max_us.load(Ordering::Relaxed))),
@@ -339,5 +363,26 @@ mod tests {
         assert!(snap[0].mean_latency.is_some());
         assert_eq!(stats.packets_from("u1", MediaKind::Audio), 3);
         assert_eq!(stats.packets_from("u1", MediaKind::Video), 0);
+        assert_eq!(snap[0].lost, 0);
+    }
+
+    #[test]
+    fn loss_counts_probe_sequence_gaps() {
+        let stats = ReceiveStats::default();
+        let key = TrackKey {
+            stream_id: "u".into(),
+            track_id: "v".into(),
+        };
+        let c = stats.track(key, MediaKind::Video);
+        for seq in [10, 11, 13, 16] {
+            let probe = Probe {
+                seq,
+                rtp_timestamp: 0,
+                sent_at_us: unix_micros(),
+            };
+            c.record(&audio_payload(probe), false);
+        }
+        // 10..=16 is 7 packets, 4 arrived.
+        assert_eq!(stats.snapshot()[0].lost, 3);
     }
 }
