@@ -727,6 +727,34 @@ async fn http_serves_only_the_callers_own_calls(db: &Db) {
     }
 }
 
+/// `sqlite::memory:` (handy for demos) is one connection kept forever: every other connection
+/// would be a different, empty database.
+#[tokio::test]
+async fn history_in_memory_sqlite_keeps_its_data() {
+    let store = HistoryStore::open(HistoryConfig {
+        database_url: "sqlite::memory:".into(),
+    })
+    .await
+    .unwrap();
+    let (alice, bob) = (user("Alice"), user("Bob"));
+    let id = start(&store, &alice, &bob, T0).await;
+    store
+        .call_ended(&id, Outcome::Cancelled, ts(T0 + 1))
+        .await
+        .unwrap();
+    let call = store.get_for_user(&bob.id, &id).await.unwrap().unwrap();
+    assert_eq!(call.outcome, Some(Outcome::Cancelled));
+}
+
+#[tokio::test]
+async fn history_refuses_unknown_database_urls() {
+    let result = HistoryStore::open(HistoryConfig {
+        database_url: "mysql://localhost/switchboard".into(),
+    })
+    .await;
+    assert!(matches!(result, Err(HistoryError::InvalidConfig(_))));
+}
+
 // --- runners -------------------------------------------------------------------------------
 
 macro_rules! suite {

@@ -55,8 +55,8 @@ impl HistoryStore {
         sqlx::any::install_default_drivers();
         let url = config.database_url.trim();
         let sqlite_path = sqlite_path(url);
-        let in_memory = sqlite_path.is_some_and(|p| p.is_empty() || p.contains(":memory:"))
-            || url.contains("mode=memory");
+        let in_memory = sqlite_path
+            .is_some_and(|p| p.is_empty() || p.contains(":memory:") || url.contains("mode=memory"));
         if let Some(path) = sqlite_path.filter(|_| !in_memory) {
             create_parent_dir(path)?;
         }
