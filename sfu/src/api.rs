@@ -58,8 +58,31 @@ pub enum SfuEvent {
     PublicationAdded {
         room: RoomId,
         participant: ParticipantId,
+        /// The id subscribers see (the forwarded track's `msid` track id).
         publication: PublicationId,
         kind: TrackKind,
+        /// The publisher's own track id (its `a=msid`), so signaling can tell which of the
+        /// client's tracks (microphone, camera, screen) this is.
+        client_track_id: String,
+    },
+    /// A publication ended (track removed by renegotiation, or its publisher left); its
+    /// subscribers are being renegotiated.
+    PublicationRemoved {
+        room: RoomId,
+        participant: ParticipantId,
+        publication: PublicationId,
+    },
+    /// Periodic connection quality of one participant: the worst of what it sends (measured
+    /// by the SFU on arrival) and what it receives (from its receiver reports).
+    Quality {
+        room: RoomId,
+        participant: ParticipantId,
+        quality: crate::quality::Quality,
+    },
+    /// The room's dominant speaker changed (from RFC 6464 audio levels).
+    ActiveSpeaker {
+        room: RoomId,
+        participant: ParticipantId,
     },
     /// A peer connection failed or never connected within the connect timeout. The participant
     /// has been removed from its room.

@@ -17,6 +17,13 @@ pub struct SfuConfig {
     pub connect_timeout: Duration,
     /// Minimum time between two keyframe requests (PLI) sent to one publisher.
     pub keyframe_request_interval: Duration,
+    /// Most tracks (m-lines) one participant may publish: microphone, camera, screen and
+    /// screen audio by default.
+    pub max_tracks_per_participant: usize,
+    /// How often each participant's connection quality is scored and reported.
+    pub quality_interval: Duration,
+    /// Active-speaker detection tuning.
+    pub speaker: crate::speaker::SpeakerConfig,
 }
 
 impl Default for SfuConfig {
@@ -27,6 +34,9 @@ impl Default for SfuConfig {
             max_participants_per_room: 16,
             connect_timeout: Duration::from_secs(20),
             keyframe_request_interval: Duration::from_millis(500),
+            max_tracks_per_participant: 4,
+            quality_interval: Duration::from_secs(2),
+            speaker: crate::speaker::SpeakerConfig::default(),
         }
     }
 }
@@ -39,6 +49,12 @@ impl SfuConfig {
         }
         if self.connect_timeout < Duration::from_secs(1) {
             return Err("connect_timeout must be at least 1 s".into());
+        }
+        if self.max_tracks_per_participant == 0 {
+            return Err("max_tracks_per_participant must be at least 1".into());
+        }
+        if self.quality_interval < Duration::from_millis(500) {
+            return Err("quality_interval must be at least 500 ms".into());
         }
         Ok(())
     }

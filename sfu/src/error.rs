@@ -17,6 +17,8 @@ pub enum SfuError {
     DuplicateParticipant(ParticipantId),
     #[error("room {room} is full ({limit} participants)")]
     RoomFull { room: RoomId, limit: usize },
+    #[error("too many tracks: at most {limit} per participant")]
+    TooManyTracks { limit: usize },
     #[error("session description rejected: {0}")]
     InvalidSdp(String),
     #[error("ICE candidate rejected: {0}")]

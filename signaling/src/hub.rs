@@ -600,6 +600,10 @@ impl Hub {
             } => {
                 debug!(%participant, ?kind, "publication added");
             }
+            // Group-call events (track list, quality, active speaker) are not relayed yet.
+            SfuEvent::PublicationRemoved { .. }
+            | SfuEvent::Quality { .. }
+            | SfuEvent::ActiveSpeaker { .. } => {}
         }
     }
 

@@ -16,6 +16,7 @@ use rtc::peer_connection::transport::{
     CandidateConfig, CandidateHostConfig, RTCDtlsRole, RTCIceCandidate,
 };
 use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
+use rtc::rtp_transceiver::rtp_sender::{RTCRtpHeaderExtensionCapability, RtpCodecKind};
 use rtc::sansio::Protocol;
 use rtc::shared::error::Error as RtcError;
 
@@ -60,6 +61,17 @@ impl Connection {
             .build();
         let mut media_engine = MediaEngine::default();
         media_engine.register_default_codecs()?;
+        if role == PeerRole::Publisher {
+            // Browsers then tag every audio packet with its level: active-speaker detection
+            // without decoding audio.
+            media_engine.register_header_extension(
+                RTCRtpHeaderExtensionCapability {
+                    uri: super::membership::AUDIO_LEVEL_URI.to_owned(),
+                },
+                RtpCodecKind::Audio,
+                None,
+            )?;
+        }
         // NACK generation/response, RTCP sender/receiver reports, TWCC feedback.
         let interceptors = register_default_interceptors(Registry::new(), &mut media_engine)?;
         let pc = RTCPeerConnectionBuilder::new()

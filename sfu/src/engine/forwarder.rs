@@ -32,6 +32,10 @@ impl Forwarder {
         }
     }
 
+    pub fn ssrc(&self) -> u32 {
+        self.ssrc
+    }
+
     pub fn set_payload_type(&mut self, payload_type: u8) {
         self.payload_type = Some(payload_type);
     }

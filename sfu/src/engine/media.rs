@@ -10,9 +10,11 @@ use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
 use rtc::rtcp;
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtcp::receiver_report::ReceiverReport;
 use rtc::sansio::Protocol;
 
 use super::{arm_timer, flush, ConnId, Engine, PubKey};
+use crate::speaker::parse_audio_level;
 use crate::{PeerRole, TrackKind};
 
 impl Engine {
@@ -31,14 +33,37 @@ impl Engine {
             .conns
             .get(&conn_id)
             .and_then(|conn| conn.publications_by_ssrc.get(&packet.header.ssrc))
+            .copied()
         else {
             self.counters.rtp_packets_unroutable += 1;
             return;
         };
-        let Some(publication) = self.publications.get(key) else {
+        let Some(publication) = self.publications.get_mut(&key) else {
             return;
         };
         self.counters.rtp_packets_received += 1;
+        publication.receive_stats.on_packet(
+            packet.header.sequence_number,
+            packet.header.timestamp,
+            publication.codec.clock_rate,
+            now,
+            packet.payload.len(),
+        );
+        if let Some(extension_id) = publication.audio_level_extension {
+            let level = packet
+                .header
+                .extensions
+                .iter()
+                .find(|extension| extension.id == extension_id)
+                .and_then(|extension| parse_audio_level(&extension.payload));
+            if let (Some((_, level_dbov)), Some(room)) =
+                (level, self.rooms.get_mut(&publication.room))
+            {
+                room.speakers
+                    .observe(publication.owner.clone(), level_dbov, now);
+            }
+        }
+        let publication = &*publication;
         for subscription in &publication.subscriptions {
             let Ok(outgoing) = subscription.forwarder.rewrite(&packet) else {
                 continue;
@@ -76,6 +101,15 @@ impl Engine {
         if conn.role != PeerRole::Subscriber {
             return;
         }
+        for report in packets
+            .iter()
+            .filter_map(|packet| packet.as_any().downcast_ref::<ReceiverReport>())
+        {
+            self.record_receiver_report(conn_id, report);
+        }
+        let Some(conn) = self.conns.get(&conn_id) else {
+            return;
+        };
         let wants_keyframe = packets.iter().any(|packet| {
             let packet = packet.as_any();
             packet.is::<PictureLossIndication>() || packet.is::<FullIntraRequest>()

@@ -13,8 +13,8 @@ use rtc::rtp_transceiver::rtp_sender::{
 use tracing::{debug, info};
 
 use super::{
-    flush, ConnId, Connection, Engine, Forwarder, Participant, PubKey, Publication, Room,
-    Subscription,
+    flush, ActiveSpeakerDetector, ConnId, Connection, Engine, Forwarder, Participant, PubKey,
+    Publication, ReceiveStats, Room, Subscription,
 };
 use crate::{
     IceCandidate, ParticipantId, PeerRole, PublicationId, RoomId, SfuError, SfuEvent, TrackKind,
@@ -67,10 +67,13 @@ impl Engine {
                 publications: Vec::new(),
             },
         );
+        let speaker_config = self.config.speaker;
         let room = self.rooms.entry(room_id.clone()).or_insert_with(|| Room {
             participants: Vec::new(),
+            speakers: ActiveSpeakerDetector::new(speaker_config),
         });
         room.participants.push(participant.clone());
+        room.speakers.add(participant.clone());
         info!(room = %room_id, %participant, "participant joined");
 
         // A late joiner receives everything already published in the room.
@@ -95,6 +98,10 @@ impl Engine {
         offer_sdp: String,
     ) -> Result<String, SfuError> {
         let conn_id = self.participant(participant)?.publisher;
+        let limit = self.config.max_tracks_per_participant;
+        if count_media_sections(&offer_sdp) > limit {
+            return Err(SfuError::TooManyTracks { limit });
+        }
         let media_addr = self.media_addr;
         let conn = self
             .conns
@@ -210,6 +217,7 @@ impl Engine {
         for key in &record.publications {
             if let Some(publication) = self.publications.remove(key) {
                 renegotiate.extend(self.drop_subscriptions(&publication));
+                self.announce_removed(publication);
             }
         }
         for publication in self.publications.values_mut() {
@@ -226,6 +234,7 @@ impl Engine {
         }
         if let Some(room) = self.rooms.get_mut(&record.room) {
             room.participants.retain(|p| p != participant);
+            room.speakers.remove(participant);
             if room.participants.is_empty() {
                 self.rooms.remove(&record.room);
                 debug!(room = %record.room, "room closed");
@@ -250,7 +259,7 @@ impl Engine {
         if conn.role != PeerRole::Publisher {
             return;
         }
-        let Some(receiver) = conn.pc.rtp_receiver(track.receiver_id) else {
+        let Some(mut receiver) = conn.pc.rtp_receiver(track.receiver_id) else {
             return;
         };
         let kind = match receiver.track().kind() {
@@ -261,6 +270,14 @@ impl Engine {
         let Some(codec) = receiver.track().codec(track.ssrc).cloned() else {
             return;
         };
+        let audio_level_extension = receiver
+            .get_parameters()
+            .rtp_parameters
+            .header_extensions
+            .iter()
+            .find(|extension| extension.uri == AUDIO_LEVEL_URI)
+            .map(|extension| extension.id as u8)
+            .filter(|_| kind == TrackKind::Audio);
         let owner = conn.participant.clone();
         let key = PubKey(self.next_id());
         let id = PublicationId::new(format!("{}-{}", kind_name(kind), key.0));
@@ -279,6 +296,7 @@ impl Engine {
             key,
             Publication {
                 id: id.clone(),
+                room: room.clone(),
                 owner: owner.clone(),
                 conn: conn_id,
                 receiver: track.receiver_id,
@@ -287,6 +305,8 @@ impl Engine {
                 media_ssrc: track.ssrc,
                 subscriptions: Vec::new(),
                 last_keyframe_request: None,
+                receive_stats: ReceiveStats::new(),
+                audio_level_extension,
             },
         );
         let others: Vec<ParticipantId> = self
@@ -313,6 +333,7 @@ impl Engine {
             participant: owner,
             publication: id,
             kind,
+            client_track_id: track.track_id,
         });
     }
 
@@ -334,6 +355,15 @@ impl Engine {
         for conn_id in self.drop_subscriptions(&publication) {
             self.negotiate(now, conn_id);
         }
+        self.announce_removed(publication);
+    }
+
+    fn announce_removed(&mut self, publication: Publication) {
+        let _ = self.events.send(SfuEvent::PublicationRemoved {
+            room: publication.room,
+            participant: publication.owner,
+            publication: publication.id,
+        });
     }
 
     /// Detaches a removed publication from its subscribers' connections; returns those
@@ -398,6 +428,7 @@ impl Engine {
                     conn: conn_id,
                     sender,
                     forwarder: Forwarder::new(ssrc),
+                    report: None,
                 });
             }
             Err(error) => {
@@ -480,6 +511,17 @@ impl Engine {
             }
         }
     }
+}
+
+/// The RFC 6464 client-to-mixer audio level extension, negotiated on publisher connections.
+pub(super) const AUDIO_LEVEL_URI: &str = "urn:ietf:params:rtp-hdrext:ssrc-audio-level";
+
+/// How many audio/video sections (tracks) an offer carries; rejected ones (port 0) don't count.
+fn count_media_sections(sdp: &str) -> usize {
+    sdp.lines()
+        .filter(|line| line.starts_with("m=audio ") || line.starts_with("m=video "))
+        .filter(|line| line.split(' ').nth(1) != Some("0"))
+        .count()
 }
 
 fn kind_name(kind: TrackKind) -> &'static str {

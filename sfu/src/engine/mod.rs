@@ -9,6 +9,7 @@
 mod connection;
 mod demux;
 mod forwarder;
+mod insight;
 mod media;
 mod membership;
 
@@ -28,6 +29,8 @@ use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use crate::api::{Command, SfuEvents};
+use crate::quality::{ReceiveStats, ReportStats};
+use crate::speaker::ActiveSpeakerDetector;
 use crate::{
     ParticipantId, PeerRole, PublicationId, RoomId, Sfu, SfuConfig, SfuError, SfuEvent, SfuStats,
     TrackKind,
@@ -46,11 +49,12 @@ pub(crate) struct PubKey(u64);
 
 /// Largest datagram we accept; anything longer is not WebRTC media.
 const MAX_DATAGRAM: usize = 2048;
-/// How often connect timeouts are checked.
-const HOUSEKEEPING_INTERVAL: Duration = Duration::from_millis(500);
+/// How often connect timeouts and the active speaker are checked.
+const HOUSEKEEPING_INTERVAL: Duration = Duration::from_millis(200);
 
 struct Room {
     participants: Vec<ParticipantId>,
+    speakers: ActiveSpeakerDetector<ParticipantId>,
 }
 
 struct Participant {
@@ -64,6 +68,7 @@ struct Participant {
 
 struct Publication {
     id: PublicationId,
+    room: RoomId,
     owner: ParticipantId,
     conn: ConnId,
     receiver: rtc::rtp_transceiver::RTCRtpReceiverId,
@@ -72,6 +77,10 @@ struct Publication {
     media_ssrc: u32,
     subscriptions: Vec<Subscription>,
     last_keyframe_request: Option<Instant>,
+    /// Loss, jitter and bitrate as the publisher's packets arrive.
+    receive_stats: ReceiveStats,
+    /// The negotiated id of the RFC 6464 audio-level header extension, for audio.
+    audio_level_extension: Option<u8>,
 }
 
 struct Subscription {
@@ -79,6 +88,8 @@ struct Subscription {
     conn: ConnId,
     sender: rtc::rtp_transceiver::RTCRtpSenderId,
     forwarder: Forwarder,
+    /// The subscriber's latest receiver report about this subscription.
+    report: Option<ReportStats>,
 }
 
 #[derive(Default)]
@@ -104,6 +115,7 @@ pub(crate) struct Engine {
     events: mpsc::UnboundedSender<SfuEvent>,
     counters: Counters,
     next_id: u64,
+    next_quality_report: Instant,
 }
 
 pub(crate) async fn start(config: SfuConfig) -> Result<(Sfu, SfuEvents), SfuError> {
@@ -130,6 +142,7 @@ pub(crate) async fn start(config: SfuConfig) -> Result<(Sfu, SfuEvents), SfuErro
         events,
         counters: Counters::default(),
         next_id: 1,
+        next_quality_report: Instant::now(),
     };
     info!(%bound, advertised = %media_addr, "SFU media socket bound");
     tokio::spawn(engine.run(commands));
@@ -378,6 +391,11 @@ impl Engine {
     }
 
     fn housekeeping(&mut self, now: Instant) {
+        self.speaker_tick(now);
+        if now >= self.next_quality_report {
+            self.next_quality_report = now + self.config.quality_interval;
+            self.quality_tick(now);
+        }
         let expired: Vec<ParticipantId> = self
             .conns
             .values()
