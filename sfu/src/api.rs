@@ -79,6 +79,17 @@ pub enum SfuEvent {
         participant: ParticipantId,
         quality: crate::quality::Quality,
     },
+    /// Recording of a room stopped (for every participant at once).
+    RecordingStopped {
+        room: RoomId,
+        reason: RecordingStopReason,
+    },
+    /// One participant's recording file is complete (or could not be completed).
+    RecordingFinished {
+        room: RoomId,
+        participant: ParticipantId,
+        result: Result<crate::recording::RecordingSummary, String>,
+    },
     /// The room's dominant speaker changed (from RFC 6464 audio levels).
     ActiveSpeaker {
         room: RoomId,
@@ -90,6 +101,19 @@ pub enum SfuEvent {
         participant: ParticipantId,
         reason: String,
     },
+}
+
+/// Why a room's recording stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecordingStopReason {
+    /// [`Sfu::stop_recording`] was called.
+    Requested,
+    /// The room's last participant left.
+    RoomClosed,
+    /// Free space in the recording directory fell below the configured floor.
+    DiskFull,
+    /// The SFU is shutting down.
+    Shutdown,
 }
 
 /// Counters for operators and tests.
@@ -132,6 +156,16 @@ pub(crate) enum Command {
     },
     Leave {
         participant: ParticipantId,
+        reply: Reply<()>,
+    },
+    StartRecording {
+        room: RoomId,
+        directory: std::path::PathBuf,
+        video: bool,
+        reply: Reply<Vec<std::path::PathBuf>>,
+    },
+    StopRecording {
+        room: RoomId,
         reply: Reply<()>,
     },
     Stats {
@@ -223,6 +257,34 @@ impl Sfu {
     /// renegotiates the others. Removing the last participant removes the room.
     pub async fn leave(&self, participant: ParticipantId) -> Result<(), SfuError> {
         self.request(|reply| Command::Leave { participant, reply })
+            .await
+    }
+
+    /// Starts recording every participant of a room, each to its own WebM file in
+    /// `directory` (participants joining later get theirs when they join). `video` records a
+    /// video track too. Returns the files started. Finished files are reported as
+    /// [`SfuEvent::RecordingFinished`] when recording stops, a participant leaves, the room
+    /// closes or the SFU shuts down.
+    pub async fn start_recording(
+        &self,
+        room: RoomId,
+        directory: impl Into<std::path::PathBuf>,
+        video: bool,
+    ) -> Result<Vec<std::path::PathBuf>, SfuError> {
+        let directory = directory.into();
+        self.request(|reply| Command::StartRecording {
+            room,
+            directory,
+            video,
+            reply,
+        })
+        .await
+    }
+
+    /// Stops a room's recording; files are finalised in the background and reported as
+    /// [`SfuEvent::RecordingFinished`].
+    pub async fn stop_recording(&self, room: RoomId) -> Result<(), SfuError> {
+        self.request(|reply| Command::StopRecording { room, reply })
             .await
     }
 

@@ -22,6 +22,9 @@ pub struct SfuConfig {
     pub max_tracks_per_participant: usize,
     /// How often each participant's connection quality is scored and reported.
     pub quality_interval: Duration,
+    /// Recording stops (and is refused) when the recording directory's file system has less
+    /// free space than this.
+    pub recording_min_free_bytes: u64,
     /// Active-speaker detection tuning.
     pub speaker: crate::speaker::SpeakerConfig,
 }
@@ -36,6 +39,7 @@ impl Default for SfuConfig {
             keyframe_request_interval: Duration::from_millis(500),
             max_tracks_per_participant: 4,
             quality_interval: Duration::from_secs(2),
+            recording_min_free_bytes: 512 * 1024 * 1024,
             speaker: crate::speaker::SpeakerConfig::default(),
         }
     }

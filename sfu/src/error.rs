@@ -27,6 +27,12 @@ pub enum SfuError {
     NoPendingOffer,
     #[error("invalid SFU configuration: {0}")]
     InvalidConfig(String),
+    #[error("room {0} is already being recorded")]
+    AlreadyRecording(RoomId),
+    #[error("room {0} is not being recorded")]
+    NotRecording(RoomId),
+    #[error("recording refused: {0}")]
+    Recording(String),
     #[error("internal media error: {0}")]
     Internal(String),
     #[error("the SFU is shutting down")]

@@ -24,7 +24,9 @@ mod config;
 mod error;
 mod ids;
 
-pub use api::{IceCandidate, PeerRole, Sfu, SfuEvent, SfuEvents, SfuStats, TrackKind};
+pub use api::{
+    IceCandidate, PeerRole, RecordingStopReason, Sfu, SfuEvent, SfuEvents, SfuStats, TrackKind,
+};
 pub use config::SfuConfig;
 pub use error::SfuError;
 pub use ids::{ParticipantId, PublicationId, RoomId};

@@ -603,7 +603,9 @@ impl Hub {
             // Group-call events (track list, quality, active speaker) are not relayed yet.
             SfuEvent::PublicationRemoved { .. }
             | SfuEvent::Quality { .. }
-            | SfuEvent::ActiveSpeaker { .. } => {}
+            | SfuEvent::ActiveSpeaker { .. }
+            | SfuEvent::RecordingStopped { .. }
+            | SfuEvent::RecordingFinished { .. } => {}
         }
     }
 

@@ -63,6 +63,16 @@ impl Engine {
                     .observe(publication.owner.clone(), level_dbov, now);
             }
         }
+        if let Some(recorder) = &publication.recorder {
+            match publication.kind {
+                TrackKind::Audio => recorder.push_audio(&packet, now),
+                TrackKind::Video => recorder.push_video(&packet, now),
+            }
+        }
+        let recorder_wants_keyframe = publication
+            .recorder
+            .as_ref()
+            .is_some_and(|recorder| recorder.needs_keyframe());
         let publication = &*publication;
         for subscription in &publication.subscriptions {
             let Ok(outgoing) = subscription.forwarder.rewrite(&packet) else {
@@ -85,6 +95,9 @@ impl Engine {
             }
             flush(&self.socket, conn, &mut self.counters);
             arm_timer(&mut self.timers, now, subscription.conn, conn);
+        }
+        if recorder_wants_keyframe {
+            self.request_keyframe(now, key);
         }
     }
 

@@ -65,12 +65,14 @@ impl Engine {
                 publisher: publisher_id,
                 subscriber: subscriber_id,
                 publications: Vec::new(),
+                recorder: None,
             },
         );
         let speaker_config = self.config.speaker;
         let room = self.rooms.entry(room_id.clone()).or_insert_with(|| Room {
             participants: Vec::new(),
             speakers: ActiveSpeakerDetector::new(speaker_config),
+            recording: None,
         });
         room.participants.push(participant.clone());
         room.speakers.add(participant.clone());
@@ -86,6 +88,15 @@ impl Engine {
             .collect();
         for publication in existing {
             self.subscribe(&participant, publication);
+        }
+        if self
+            .rooms
+            .get(&room_id)
+            .is_some_and(|r| r.recording.is_some())
+        {
+            if let Err(error) = self.attach_recorder(&room_id, &participant) {
+                tracing::warn!(room = %room_id, %participant, %error, "late joiner not recorded");
+            }
         }
         self.negotiate(now, subscriber_id);
         Ok(())
@@ -209,10 +220,16 @@ impl Engine {
         now: Instant,
         participant: &ParticipantId,
     ) -> Result<(), SfuError> {
+        let room_id = self
+            .participants
+            .get(participant)
+            .map(|p| p.room.clone())
+            .ok_or_else(|| SfuError::UnknownParticipant(participant.clone()))?;
+        self.detach_recorder(&room_id, participant);
         let record = self
             .participants
             .remove(participant)
-            .ok_or_else(|| SfuError::UnknownParticipant(participant.clone()))?;
+            .expect("checked above");
         let mut renegotiate = Vec::new();
         for key in &record.publications {
             if let Some(publication) = self.publications.remove(key) {
@@ -236,6 +253,12 @@ impl Engine {
             room.participants.retain(|p| p != participant);
             room.speakers.remove(participant);
             if room.participants.is_empty() {
+                if room.recording.is_some() {
+                    let _ = self.events.send(SfuEvent::RecordingStopped {
+                        room: record.room.clone(),
+                        reason: crate::RecordingStopReason::RoomClosed,
+                    });
+                }
                 self.rooms.remove(&record.room);
                 debug!(room = %record.room, "room closed");
             }
@@ -307,6 +330,10 @@ impl Engine {
                 last_keyframe_request: None,
                 receive_stats: ReceiveStats::new(),
                 audio_level_extension,
+                recorder: self
+                    .participants
+                    .get(&owner)
+                    .and_then(|p| p.recorder.clone()),
             },
         );
         let others: Vec<ParticipantId> = self

@@ -12,6 +12,7 @@ mod forwarder;
 mod insight;
 mod media;
 mod membership;
+mod recorder;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -30,10 +31,11 @@ use tracing::{debug, info, warn};
 
 use crate::api::{Command, SfuEvents};
 use crate::quality::{ReceiveStats, ReportStats};
+use crate::recording::ParticipantRecorder;
 use crate::speaker::ActiveSpeakerDetector;
 use crate::{
-    ParticipantId, PeerRole, PublicationId, RoomId, Sfu, SfuConfig, SfuError, SfuEvent, SfuStats,
-    TrackKind,
+    ParticipantId, PeerRole, PublicationId, RecordingStopReason, RoomId, Sfu, SfuConfig, SfuError,
+    SfuEvent, SfuStats, TrackKind,
 };
 use connection::Connection;
 use demux::Demuxer;
@@ -55,6 +57,7 @@ const HOUSEKEEPING_INTERVAL: Duration = Duration::from_millis(200);
 struct Room {
     participants: Vec<ParticipantId>,
     speakers: ActiveSpeakerDetector<ParticipantId>,
+    recording: Option<recorder::RoomRecording>,
 }
 
 struct Participant {
@@ -64,6 +67,8 @@ struct Participant {
     publisher: ConnId,
     subscriber: ConnId,
     publications: Vec<PubKey>,
+    /// Set while the participant's room is being recorded.
+    recorder: Option<Arc<ParticipantRecorder>>,
 }
 
 struct Publication {
@@ -81,6 +86,8 @@ struct Publication {
     receive_stats: ReceiveStats,
     /// The negotiated id of the RFC 6464 audio-level header extension, for audio.
     audio_level_extension: Option<u8>,
+    /// The owner's recorder while its room is recorded.
+    recorder: Option<Arc<ParticipantRecorder>>,
 }
 
 struct Subscription {
@@ -116,6 +123,8 @@ pub(crate) struct Engine {
     counters: Counters,
     next_id: u64,
     next_quality_report: Instant,
+    /// Recordings being finalised off the media task; shutdown waits for them.
+    finishing: Vec<tokio::task::JoinHandle<()>>,
 }
 
 pub(crate) async fn start(config: SfuConfig) -> Result<(Sfu, SfuEvents), SfuError> {
@@ -143,6 +152,7 @@ pub(crate) async fn start(config: SfuConfig) -> Result<(Sfu, SfuEvents), SfuErro
         counters: Counters::default(),
         next_id: 1,
         next_quality_report: Instant::now(),
+        finishing: Vec::new(),
     };
     info!(%bound, advertised = %media_addr, "SFU media socket bound");
     tokio::spawn(engine.run(commands));
@@ -172,7 +182,14 @@ impl Engine {
                 command = commands.recv() => match command {
                     Some(Command::Shutdown { reply }) => {
                         self.close_everything();
-                        let _ = reply.send(());
+                        // Reply once every recording file is finalised.
+                        let finishing = std::mem::take(&mut self.finishing);
+                        tokio::spawn(async move {
+                            for task in finishing {
+                                let _ = task.await;
+                            }
+                            let _ = reply.send(());
+                        });
                         break;
                     }
                     Some(command) => self.handle_command(command),
@@ -237,6 +254,25 @@ impl Engine {
             }
             Command::Leave { participant, reply } => {
                 let _ = reply.send(self.leave(now, &participant));
+            }
+            Command::StartRecording {
+                room,
+                directory,
+                video,
+                reply,
+            } => {
+                let _ = reply.send(self.start_recording(room, directory, video));
+            }
+            Command::StopRecording { room, reply } => {
+                let result = match self.rooms.get(&room) {
+                    None => Err(SfuError::UnknownRoom(room)),
+                    Some(r) if r.recording.is_none() => Err(SfuError::NotRecording(room)),
+                    Some(_) => {
+                        self.stop_recording(&room, RecordingStopReason::Requested);
+                        Ok(())
+                    }
+                };
+                let _ = reply.send(result);
             }
             Command::Stats { reply } => {
                 let _ = reply.send(self.stats());
@@ -395,6 +431,8 @@ impl Engine {
         if now >= self.next_quality_report {
             self.next_quality_report = now + self.config.quality_interval;
             self.quality_tick(now);
+            self.enforce_disk_floor();
+            self.finishing.retain(|task| !task.is_finished());
         }
         let expired: Vec<ParticipantId> = self
             .conns
@@ -423,6 +461,15 @@ impl Engine {
 
     fn close_everything(&mut self) {
         let now = Instant::now();
+        let recorded: Vec<RoomId> = self
+            .rooms
+            .iter()
+            .filter(|(_, room)| room.recording.is_some())
+            .map(|(id, _)| id.clone())
+            .collect();
+        for room in recorded {
+            self.stop_recording(&room, RecordingStopReason::Shutdown);
+        }
         let everyone: Vec<ParticipantId> = self.participants.keys().cloned().collect();
         for participant in everyone {
             let _ = self.remove_participant(now, &participant);
