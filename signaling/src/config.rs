@@ -14,6 +14,95 @@ pub struct SignalingConfig {
     pub token_lifetime: Duration,
     /// Largest accepted client event payload (JSON, SDP included).
     pub max_payload_bytes: usize,
+    /// Serve the open demo sign-in (`POST /api/session`), which gives anyone a token with
+    /// full grants. Off in production unless asked for.
+    pub demo_sign_in: bool,
+    /// Take a client's IP from the last `X-Forwarded-For` entry (set this only behind a
+    /// reverse proxy that appends it); otherwise the TCP peer address is used.
+    pub trust_forwarded_for: bool,
+    /// Abuse limits (docs/security.md §4).
+    pub limits: Limits,
+}
+
+/// Abuse limits. Breaking one refuses the event with a stable code; a socket that keeps
+/// breaking them is disconnected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Sustained events per second one socket may send (token bucket refill rate).
+    pub socket_events_per_sec: u32,
+    /// Events one socket may send in a burst (bucket size).
+    pub socket_event_burst: u32,
+    /// Sustained events per second one user may send over all their sockets.
+    pub user_events_per_sec: u32,
+    /// Burst over all of one user's sockets.
+    pub user_event_burst: u32,
+    /// Refused events a socket may accumulate (bucket size) before it is disconnected.
+    pub strikes_before_disconnect: u32,
+    /// How fast strikes are forgiven: one per this interval.
+    pub strike_forgiveness: Duration,
+    /// Largest SDP in `webrtc_offer` / `webrtc_answer` (the payload limit applies too).
+    pub max_sdp_bytes: usize,
+    /// Trickled ICE candidates accepted per peer connection (publisher, subscriber).
+    pub max_candidates_per_connection: u32,
+    /// Sending audio/video sections (`m=` lines) allowed in one publisher offer.
+    pub max_tracks_per_participant: usize,
+    /// Concurrent Socket.IO connections of one user.
+    pub max_sockets_per_user: usize,
+    /// Concurrent Socket.IO connections from one client IP (unknown IPs are not limited).
+    pub max_sockets_per_ip: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            socket_events_per_sec: 20,
+            socket_event_burst: 60,
+            user_events_per_sec: 40,
+            user_event_burst: 120,
+            strikes_before_disconnect: 30,
+            strike_forgiveness: Duration::from_secs(2),
+            max_sdp_bytes: 32 * 1024,
+            max_candidates_per_connection: 64,
+            max_tracks_per_participant: 4,
+            max_sockets_per_user: 8,
+            max_sockets_per_ip: 64,
+        }
+    }
+}
+
+impl Limits {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let positive = [
+            ("socket_events_per_sec", self.socket_events_per_sec as usize),
+            ("socket_event_burst", self.socket_event_burst as usize),
+            ("user_events_per_sec", self.user_events_per_sec as usize),
+            ("user_event_burst", self.user_event_burst as usize),
+            (
+                "strikes_before_disconnect",
+                self.strikes_before_disconnect as usize,
+            ),
+            ("max_sdp_bytes", self.max_sdp_bytes),
+            (
+                "max_candidates_per_connection",
+                self.max_candidates_per_connection as usize,
+            ),
+            (
+                "max_tracks_per_participant",
+                self.max_tracks_per_participant,
+            ),
+            ("max_sockets_per_user", self.max_sockets_per_user),
+            ("max_sockets_per_ip", self.max_sockets_per_ip),
+        ];
+        for (name, value) in positive {
+            if value == 0 {
+                return Err(ConfigError(format!("{name} must be positive")));
+            }
+        }
+        if self.strike_forgiveness.is_zero() {
+            return Err(ConfigError("strike_forgiveness must be positive".into()));
+        }
+        Ok(())
+    }
 }
 
 impl std::fmt::Debug for SignalingConfig {
@@ -24,6 +113,9 @@ impl std::fmt::Debug for SignalingConfig {
             .field("token_secret", &"<redacted>")
             .field("token_lifetime", &self.token_lifetime)
             .field("max_payload_bytes", &self.max_payload_bytes)
+            .field("demo_sign_in", &self.demo_sign_in)
+            .field("trust_forwarded_for", &self.trust_forwarded_for)
+            .field("limits", &self.limits)
             .finish()
     }
 }
@@ -63,7 +155,7 @@ impl SignalingConfig {
                 "max_payload_bytes must be at least 1024".into(),
             ));
         }
-        Ok(())
+        self.limits.validate()
     }
 }
 
@@ -76,6 +168,9 @@ impl Default for SignalingConfig {
             token_secret: Vec::new(),
             token_lifetime: Duration::from_secs(12 * 60 * 60),
             max_payload_bytes: 64 * 1024,
+            demo_sign_in: true,
+            trust_forwarded_for: false,
+            limits: Limits::default(),
         }
     }
 }
@@ -100,6 +195,9 @@ mod tests {
         assert!(config.validate().is_err());
         let mut config = SignalingConfig::with_secret(vec![7; 32]);
         config.max_payload_bytes = 10;
+        assert!(config.validate().is_err());
+        let mut config = SignalingConfig::with_secret(vec![7; 32]);
+        config.limits.socket_event_burst = 0;
         assert!(config.validate().is_err());
     }
 

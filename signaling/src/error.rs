@@ -32,6 +32,16 @@ pub enum SignalingError {
     NotPermitted(String),
     #[error("{0}")]
     MediaRejected(String),
+    #[error("too many events: slow down")]
+    RateLimited,
+    #[error("{0}")]
+    LimitExceeded(String),
+    #[error("your token does not grant this: {0}")]
+    MissingGrant(&'static str),
+    #[error("your token has expired: reconnect with a new one to start anything new")]
+    ExpiredToken,
+    #[error("too many refused events: disconnecting")]
+    TooManyViolations,
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -51,6 +61,11 @@ impl SignalingError {
             SignalingError::InvalidState(_) => "invalid_state",
             SignalingError::NotPermitted(_) => "not_permitted",
             SignalingError::MediaRejected(_) => "media_rejected",
+            SignalingError::RateLimited => "rate_limited",
+            SignalingError::LimitExceeded(_) => "limit_exceeded",
+            SignalingError::MissingGrant(_) => "missing_grant",
+            SignalingError::ExpiredToken => "expired_token",
+            SignalingError::TooManyViolations => "too_many_violations",
             SignalingError::Internal(_) => "internal",
         }
     }
@@ -144,6 +159,17 @@ mod tests {
         assert_eq!(
             SignalingError::from(SfuError::ShuttingDown).code(),
             "internal"
+        );
+        assert_eq!(SignalingError::RateLimited.code(), "rate_limited");
+        assert_eq!(
+            SignalingError::LimitExceeded("x".into()).code(),
+            "limit_exceeded"
+        );
+        assert_eq!(SignalingError::MissingGrant("call").code(), "missing_grant");
+        assert_eq!(SignalingError::ExpiredToken.code(), "expired_token");
+        assert_eq!(
+            SignalingError::TooManyViolations.code(),
+            "too_many_violations"
         );
     }
 

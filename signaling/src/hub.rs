@@ -11,18 +11,20 @@
 //! overtake the `call_accepted` before it).
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde::Serialize;
 use serde_json::{json, Value};
 use socketioxide::extract::{AckSender, SocketRef};
 use socketioxide::socket::Sid;
-use switchboard_sfu::{ParticipantId, RoomId, Sfu, SfuEvent, SfuEvents};
+use switchboard_sfu::{ParticipantId, PeerRole, RoomId, Sfu, SfuEvent, SfuEvents};
 use tokio::task::AbortHandle;
 use tracing::{debug, info, warn};
 
 use crate::call::{Call, CallState, EndReason, HangupReason, Role};
-use crate::identity::{NameError, TokenIssuer};
+use crate::identity::{Identity, NameError, TokenIssuer};
+use crate::limits::{self, Bucket};
 use crate::payload::{
     self, CallRef, EndCall, MediaState, WebrtcAnswer, WebrtcIceCandidate, WebrtcOffer,
 };
@@ -34,11 +36,27 @@ use crate::{CallId, SignalingConfig, SignalingError, User, UserId};
 pub(crate) struct Me {
     pub socket: SocketRef,
     pub user: User,
+    /// The verified token: grants and expiry, checked per event.
+    pub identity: Arc<Identity>,
+    /// The client's IP, when known: counted against `max_sockets_per_ip`.
+    pub ip: Option<IpAddr>,
 }
 
 impl Me {
     fn sid(&self) -> Sid {
         self.socket.id
+    }
+
+    /// Refuses starting something new (placing or accepting a call) on an expired token, or
+    /// without the `call` grant. Calls already running are not affected.
+    fn check_may_call(&self) -> Result<(), SignalingError> {
+        if self.identity.is_expired() {
+            return Err(SignalingError::ExpiredToken);
+        }
+        if !self.identity.grants.call {
+            return Err(SignalingError::MissingGrant("call"));
+        }
+        Ok(())
     }
 }
 
@@ -70,6 +88,10 @@ struct State {
     user_calls: HashMap<UserId, CallId>,
     /// SFU participant → its call and socket, to route [`SfuEvent`]s.
     participants: HashMap<ParticipantId, (CallId, Sid)>,
+    /// Connected sockets per client IP (IPs with none are removed).
+    sockets_per_ip: HashMap<IpAddr, usize>,
+    /// Per-user event bucket, shared by the user's sockets while they have one.
+    user_events: HashMap<UserId, Arc<Bucket>>,
     shutting_down: bool,
 }
 
@@ -83,6 +105,8 @@ struct CallEntry {
     media_requested: bool,
     /// Both joins completed: media messages may flow.
     media_ready: bool,
+    /// Trickled candidates so far, by `[role][target]` (caller/callee × publisher/subscriber).
+    candidates: [[u32; 2]; 2],
 }
 
 impl CallEntry {
@@ -175,13 +199,72 @@ impl Hub {
 
     // ---- connection lifecycle ----
 
-    pub fn connect(&self, me: &Me) {
+    /// Whether one more socket of `user` from `ip` fits the limits. Checked at connect (for a
+    /// precise `connect_error`) and again, atomically with registration, by [`Hub::connect`].
+    fn check_socket_limits(
+        &self,
+        state: &State,
+        user: &UserId,
+        ip: Option<IpAddr>,
+    ) -> Result<(), SignalingError> {
+        let limits = &self.config.limits;
+        if state.presence.sockets_of(user).count() >= limits.max_sockets_per_user {
+            return Err(SignalingError::LimitExceeded(format!(
+                "at most {} connections per user",
+                limits.max_sockets_per_user
+            )));
+        }
+        if let Some(ip) = ip {
+            if state.sockets_per_ip.get(&ip).copied().unwrap_or(0) >= limits.max_sockets_per_ip {
+                return Err(SignalingError::LimitExceeded(format!(
+                    "at most {} connections per IP address",
+                    limits.max_sockets_per_ip
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn precheck_connect(
+        &self,
+        user: &UserId,
+        ip: Option<IpAddr>,
+    ) -> Result<(), SignalingError> {
+        let state = self.lock();
+        if state.shutting_down {
+            return Err(SignalingError::Internal(
+                "the server is shutting down".into(),
+            ));
+        }
+        self.check_socket_limits(&state, user, ip)
+    }
+
+    /// Registers a connected socket. On `Err` nothing was registered and the socket must be
+    /// disconnected. Returns the user's shared event bucket.
+    pub fn connect(&self, me: &Me) -> Result<Arc<Bucket>, SignalingError> {
         let mut state = self.lock();
+        self.check_socket_limits(&state, &me.user.id, me.ip)?;
+        if let Some(ip) = me.ip {
+            *state.sockets_per_ip.entry(ip).or_insert(0) += 1;
+        }
+        let limits = &self.config.limits;
+        let bucket = Arc::clone(
+            state
+                .user_events
+                .entry(me.user.id.clone())
+                .or_insert_with(|| {
+                    Arc::new(limits::bucket(
+                        limits.user_events_per_sec,
+                        limits.user_event_burst,
+                    ))
+                }),
+        );
         state.known.insert(me.user.id.clone(), me.user.clone());
         state.sockets.insert(me.sid(), me.socket.clone());
         state.presence.add_socket(&me.user, me.sid());
         info!(user_id = %me.user.id, sid = %me.sid(), "socket connected");
         broadcast_presence(&state);
+        Ok(bucket)
     }
 
     pub fn disconnect(&self, me: &Me) {
@@ -189,6 +272,17 @@ impl Hub {
         let sid = me.sid();
         state.sockets.remove(&sid);
         let went_offline = state.presence.remove_socket(&me.user.id, &sid);
+        if went_offline {
+            state.user_events.remove(&me.user.id);
+        }
+        if let Some(ip) = me.ip {
+            if let Some(count) = state.sockets_per_ip.get_mut(&ip) {
+                *count = count.saturating_sub(1);
+                if *count == 0 {
+                    state.sockets_per_ip.remove(&ip);
+                }
+            }
+        }
         let ended: Vec<CallId> = state
             .calls
             .iter()
@@ -220,6 +314,12 @@ impl Hub {
         ack: &mut Option<AckSender>,
     ) -> Result<(), SignalingError> {
         let p: payload::InitiateCall = payload::parse(value, self.config.max_payload_bytes)?;
+        me.check_may_call()?;
+        if me.identity.grants.rooms.is_some() {
+            return Err(SignalingError::MissingGrant(
+                "call (a token limited to given rooms cannot place new calls)",
+            ));
+        }
         let mut state = self.lock();
         if state.shutting_down {
             return Err(SignalingError::Internal(
@@ -264,6 +364,7 @@ impl Hub {
                 ring_timer: Some(timer),
                 media_requested: false,
                 media_ready: false,
+                candidates: [[0; 2]; 2],
             },
         );
         state.user_calls.insert(me.user.id.clone(), call_id.clone());
@@ -294,6 +395,12 @@ impl Hub {
     ) -> Result<(), SignalingError> {
         let p: CallRef = payload::parse(value, self.config.max_payload_bytes)?;
         let call_id = p.call_id;
+        me.check_may_call()?;
+        if !me.identity.grants.allows_room(call_id.as_str()) {
+            return Err(SignalingError::MissingGrant(
+                "rooms (this call is not in them)",
+            ));
+        }
         let (caller, callee) = {
             let mut state = self.lock();
             let entry = state
@@ -452,6 +559,44 @@ impl Hub {
         Ok(participant_id(call_id, &me.user.id))
     }
 
+    fn check_sdp_size(&self, sdp: &str) -> Result<(), SignalingError> {
+        let limit = self.config.limits.max_sdp_bytes;
+        if sdp.len() > limit {
+            return Err(SignalingError::PayloadTooLarge {
+                size: sdp.len(),
+                limit,
+            });
+        }
+        Ok(())
+    }
+
+    /// Counts one trickled candidate against `max_candidates_per_connection`.
+    fn count_candidate(
+        &self,
+        me: &Me,
+        call_id: &CallId,
+        target: PeerRole,
+    ) -> Result<(), SignalingError> {
+        let mut state = self.lock();
+        let entry = state
+            .calls
+            .get_mut(call_id)
+            .ok_or(SignalingError::UnknownCall)?;
+        let role = entry.check_socket(me)?;
+        let count = &mut entry.candidates[role as usize][match target {
+            PeerRole::Publisher => 0,
+            PeerRole::Subscriber => 1,
+        }];
+        let limit = self.config.limits.max_candidates_per_connection;
+        if *count >= limit {
+            return Err(SignalingError::LimitExceeded(format!(
+                "at most {limit} ICE candidates per connection"
+            )));
+        }
+        *count += 1;
+        Ok(())
+    }
+
     /// Re-checks after an SFU request that the call is still there.
     fn still_in_call(
         &self,
@@ -474,6 +619,21 @@ impl Hub {
         ack: &mut Option<AckSender>,
     ) -> Result<(), SignalingError> {
         let p: WebrtcOffer = payload::parse(value, self.config.max_payload_bytes)?;
+        self.check_sdp_size(&p.sdp)?;
+        let summary = crate::sdp::summarize(&p.sdp);
+        let grants = &me.identity.grants;
+        if summary.sending_audio > 0 && !grants.may_publish(crate::identity::PublishSource::Audio) {
+            return Err(SignalingError::MissingGrant("publish audio"));
+        }
+        if summary.sending_video > 0 && !grants.may_publish_video() {
+            return Err(SignalingError::MissingGrant("publish video or screen"));
+        }
+        let max_tracks = self.config.limits.max_tracks_per_participant;
+        if summary.sending_tracks() > max_tracks {
+            return Err(SignalingError::LimitExceeded(format!(
+                "at most {max_tracks} published tracks per participant"
+            )));
+        }
         let pid = self.media_participant(me, &p.call_id)?;
         let answer = self.sfu.publish(pid, p.sdp).await.inspect_err(|e| {
             warn!(call_id = %p.call_id, user_id = %me.user.id, error = %e, "publisher offer refused");
@@ -495,6 +655,10 @@ impl Hub {
         ack: &mut Option<AckSender>,
     ) -> Result<(), SignalingError> {
         let p: WebrtcAnswer = payload::parse(value, self.config.max_payload_bytes)?;
+        self.check_sdp_size(&p.sdp)?;
+        if !me.identity.grants.subscribe {
+            return Err(SignalingError::MissingGrant("subscribe"));
+        }
         let pid = self.media_participant(me, &p.call_id)?;
         self.sfu.subscriber_answer(pid, p.sdp).await.inspect_err(|e| {
             warn!(call_id = %p.call_id, user_id = %me.user.id, error = %e, "subscriber answer refused");
@@ -512,6 +676,7 @@ impl Hub {
     ) -> Result<(), SignalingError> {
         let p: WebrtcIceCandidate = payload::parse(value, self.config.max_payload_bytes)?;
         let pid = self.media_participant(me, &p.call_id)?;
+        self.count_candidate(me, &p.call_id, p.target)?;
         self.sfu
             .add_remote_candidate(pid, p.target, p.candidate)
             .await?;

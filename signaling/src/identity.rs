@@ -1,4 +1,10 @@
-//! Identity: display-name validation and HS256 session tokens (claims `sub`, `name`, `exp`).
+//! Identity: display-name validation and HS256 access tokens.
+//!
+//! A token is a JWT signed with HMAC-SHA256 and the server's secret. Claims (docs/security.md
+//! §2 is the reference an application backend mints against):
+//! `sub` (user id, 1–128 bytes), `name` (display name), `exp` (seconds since the epoch) and
+//! `grants` (what the bearer may do; absent or empty means nothing beyond being online).
+//! The demo sign-in (`POST /api/session`) issues [`Grants::full`].
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -72,11 +78,105 @@ impl TokenError {
     }
 }
 
-#[derive(Debug, Serialize, Deserialize)]
-struct Claims {
-    sub: String,
-    name: String,
-    exp: u64,
+/// Longest token accepted, in bytes: far above any real one, it only bounds the work a
+/// garbage token can cause.
+pub const MAX_TOKEN_LEN: usize = 8 * 1024;
+/// Longest user id (`sub`) accepted.
+pub const MAX_SUB_LEN: usize = 128;
+/// Most entries in `grants.rooms`.
+pub const MAX_ROOMS: usize = 64;
+
+/// A kind of track a token may publish.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PublishSource {
+    Audio,
+    Video,
+    /// Screen sharing. An SDP cannot tell a screen track from a camera track, so either
+    /// `video` or `screen` lets a client send `m=video`.
+    Screen,
+}
+
+/// What the bearer of a token may do. Every field defaults to "no".
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Grants {
+    /// Place calls (`initiate_call`) and accept them (`accept_call`).
+    #[serde(default)]
+    pub call: bool,
+    /// Track kinds the bearer may send on its publisher connection.
+    #[serde(default)]
+    pub publish: Vec<PublishSource>,
+    /// Receive others' media (answer the subscriber connection).
+    #[serde(default)]
+    pub subscribe: bool,
+    /// Start recordings. Reserved: no signaling event records yet.
+    #[serde(default)]
+    pub record: bool,
+    /// When present, the only calls (by call id) the bearer may accept or act on; such a token
+    /// cannot place new calls, whose ids the server chooses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rooms: Option<Vec<String>>,
+}
+
+impl Grants {
+    /// Everything, in every call: what the demo sign-in issues.
+    pub fn full() -> Grants {
+        Grants {
+            call: true,
+            publish: vec![
+                PublishSource::Audio,
+                PublishSource::Video,
+                PublishSource::Screen,
+            ],
+            subscribe: true,
+            record: true,
+            rooms: None,
+        }
+    }
+
+    pub fn may_publish(&self, source: PublishSource) -> bool {
+        self.publish.contains(&source)
+    }
+
+    /// `m=video` is allowed by either the `video` or the `screen` grant.
+    pub fn may_publish_video(&self) -> bool {
+        self.may_publish(PublishSource::Video) || self.may_publish(PublishSource::Screen)
+    }
+
+    /// Whether the grants allow acting in the call `call_id`.
+    pub fn allows_room(&self, call_id: &str) -> bool {
+        match &self.rooms {
+            None => true,
+            Some(rooms) => rooms.iter().any(|r| r == call_id),
+        }
+    }
+}
+
+/// The claims of an access token, as an application backend writes them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    pub sub: String,
+    pub name: String,
+    pub exp: u64,
+    #[serde(default)]
+    pub grants: Grants,
+}
+
+/// A verified token: who, what they may do, and until when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub user: User,
+    pub grants: Grants,
+    /// Seconds since the Unix epoch.
+    pub expires_at: u64,
+}
+
+impl Identity {
+    /// Whether the token has expired by now. Checked on every event that starts something new.
+    pub fn is_expired(&self) -> bool {
+        unix_now() >= self.expires_at
+    }
 }
 
 /// Issues and verifies session tokens with one HS256 secret.
@@ -96,37 +196,56 @@ impl TokenIssuer {
         }
     }
 
-    /// Validates `name` and signs a token for a new user with a fresh id.
+    /// Validates `name` and signs a token with [`Grants::full`] for a new user with a fresh
+    /// id: the demo sign-in.
     pub fn issue(&self, name: &str) -> Result<(String, User), NameError> {
+        self.issue_with(name, Grants::full(), self.lifetime)
+    }
+
+    /// Validates `name` and signs a token for a new user with the given grants and lifetime.
+    pub fn issue_with(
+        &self,
+        name: &str,
+        grants: Grants,
+        lifetime: Duration,
+    ) -> Result<(String, User), NameError> {
         let name = validate_name(name)?;
         let user = User {
             id: UserId::random(),
             name,
         };
-        let exp = unix_now().saturating_add(self.lifetime.as_secs());
-        let token = self.sign(&user, exp);
-        Ok((token, user))
-    }
-
-    /// Signs a token for `user` expiring at `exp` (seconds since the epoch).
-    fn sign(&self, user: &User, exp: u64) -> String {
         let claims = Claims {
             sub: user.id.to_string(),
             name: user.name.clone(),
-            exp,
+            exp: unix_now().saturating_add(lifetime.as_secs()),
+            grants,
         };
+        Ok((self.sign(&claims), user))
+    }
+
+    /// Signs arbitrary claims, as an application backend would.
+    pub fn sign(&self, claims: &Claims) -> String {
         // Encoding HS256 with a valid key cannot fail: it only serializes the claims and
         // computes an HMAC.
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &self.encoding)
             .expect("HS256 encoding of plain claims is infallible")
     }
 
-    /// Checks a token presented at connect and returns whose it is.
+    /// Checks a token and returns whose it is (the history API's bearer check).
     pub fn verify(&self, token: Option<&str>) -> Result<User, TokenError> {
+        self.verify_identity(token).map(|identity| identity.user)
+    }
+
+    /// Checks a token presented at connect: signature (HS256 only), expiry (no leeway), and
+    /// the claims' shape. Returns the identity with its grants.
+    pub fn verify_identity(&self, token: Option<&str>) -> Result<Identity, TokenError> {
         let token = match token.map(str::trim) {
             None | Some("") => return Err(TokenError::Missing),
             Some(token) => token,
         };
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(TokenError::Invalid);
+        }
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 0;
         validation.set_required_spec_claims(&["exp", "sub"]);
@@ -138,27 +257,41 @@ impl TokenIssuer {
         )?;
         let claims = data.claims;
         let name = validate_name(&claims.name).map_err(|_| TokenError::Invalid)?;
-        if claims.sub.is_empty() {
+        if claims.sub.is_empty() || claims.sub.len() > MAX_SUB_LEN {
             return Err(TokenError::Invalid);
         }
-        Ok(User {
-            id: UserId::new(claims.sub),
-            name,
+        if claims
+            .grants
+            .rooms
+            .as_ref()
+            .is_some_and(|rooms| rooms.len() > MAX_ROOMS)
+        {
+            return Err(TokenError::Invalid);
+        }
+        Ok(Identity {
+            user: User {
+                id: UserId::new(claims.sub),
+                name,
+            },
+            grants: claims.grants,
+            expires_at: claims.exp,
         })
     }
 
     /// A token that expired an hour ago, for tests of the `expired_token` path.
     #[doc(hidden)]
     pub fn issue_expired_for_tests(&self, name: &str) -> String {
-        let user = User {
-            id: UserId::random(),
+        self.sign(&Claims {
+            sub: UserId::random().to_string(),
             name: name.to_owned(),
-        };
-        self.sign(&user, unix_now().saturating_sub(3600))
+            exp: unix_now().saturating_sub(3600),
+            grants: Grants::full(),
+        })
     }
 }
 
-fn unix_now() -> u64 {
+/// Seconds since the Unix epoch (0 if the clock is before it).
+pub fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -213,5 +346,109 @@ mod tests {
         let (foreign, _) = other.issue("Mallory").unwrap();
         assert_eq!(issuer.verify(Some(&foreign)), Err(TokenError::Invalid));
         assert_eq!(TokenError::Expired.code(), "expired_token");
+    }
+
+    fn claims(grants: Grants) -> Claims {
+        Claims {
+            sub: "user-1".into(),
+            name: "Dana".into(),
+            exp: unix_now() + 600,
+            grants,
+        }
+    }
+
+    #[test]
+    fn grants_round_trip_and_default_to_nothing() {
+        let issuer = issuer();
+        let (token, _) = issuer.issue("Erin").unwrap();
+        assert_eq!(
+            issuer.verify_identity(Some(&token)).unwrap().grants,
+            Grants::full()
+        );
+
+        let limited = Grants {
+            publish: vec![PublishSource::Audio],
+            subscribe: true,
+            rooms: Some(vec!["call-1".into()]),
+            ..Grants::default()
+        };
+        let identity = issuer
+            .verify_identity(Some(&issuer.sign(&claims(limited.clone()))))
+            .unwrap();
+        assert_eq!(identity.grants, limited);
+        assert!(!identity.grants.call);
+        assert!(!identity.grants.may_publish_video());
+        assert!(identity.grants.allows_room("call-1"));
+        assert!(!identity.grants.allows_room("call-2"));
+        assert!(!identity.is_expired());
+
+        // A backend token without `grants` may do nothing.
+        #[derive(Serialize)]
+        struct Bare<'a> {
+            sub: &'a str,
+            name: &'a str,
+            exp: u64,
+        }
+        let bare = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &Bare {
+                sub: "u",
+                name: "Bare",
+                exp: unix_now() + 60,
+            },
+            &EncodingKey::from_secret(b"0123456789abcdef0123456789abcdef"),
+        )
+        .unwrap();
+        assert_eq!(
+            issuer.verify_identity(Some(&bare)).unwrap().grants,
+            Grants::default()
+        );
+    }
+
+    #[test]
+    fn hostile_claims_are_invalid() {
+        let issuer = issuer();
+        let mut c = claims(Grants::full());
+        c.sub = "x".repeat(MAX_SUB_LEN + 1);
+        assert_eq!(
+            issuer.verify(Some(&issuer.sign(&c))),
+            Err(TokenError::Invalid)
+        );
+        let mut c = claims(Grants::full());
+        c.name = "bad\nname".into();
+        assert_eq!(
+            issuer.verify(Some(&issuer.sign(&c))),
+            Err(TokenError::Invalid)
+        );
+        let mut c = claims(Grants::full());
+        c.grants.rooms = Some(vec!["r".into(); MAX_ROOMS + 1]);
+        assert_eq!(
+            issuer.verify(Some(&issuer.sign(&c))),
+            Err(TokenError::Invalid)
+        );
+        // Oversized tokens are refused before any decoding.
+        let huge = "a".repeat(MAX_TOKEN_LEN + 1);
+        assert_eq!(issuer.verify(Some(&huge)), Err(TokenError::Invalid));
+        // `alg: none` and other algorithms are refused even with valid claims.
+        let body = "eyJzdWIiOiJ1IiwibmFtZSI6Ik0iLCJleHAiOjk5OTk5OTk5OTl9";
+        let none = format!("eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.{body}.");
+        assert_eq!(issuer.verify(Some(&none)), Err(TokenError::Invalid));
+        let hs512 = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS512),
+            &claims(Grants::full()),
+            &EncodingKey::from_secret(b"0123456789abcdef0123456789abcdef"),
+        )
+        .unwrap();
+        assert_eq!(issuer.verify(Some(&hs512)), Err(TokenError::Invalid));
+        // Unknown grant names are a malformed token, not silently ignored.
+        let c = serde_json::json!({"sub": "u", "name": "N", "exp": unix_now() + 60,
+            "grants": {"call": true, "admin": true}});
+        let t = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &c,
+            &EncodingKey::from_secret(b"0123456789abcdef0123456789abcdef"),
+        )
+        .unwrap();
+        assert_eq!(issuer.verify(Some(&t)), Err(TokenError::Invalid));
     }
 }

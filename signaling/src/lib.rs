@@ -1,8 +1,12 @@
 //! # switchboard-signaling: calls, identity and the Socket.IO protocol
 //!
 //! Implements docs/protocol.md. Owns:
-//! - **identity** ([`identity`]): display names and HS256 session tokens (`POST /api/session`),
-//!   checked once when a socket connects;
+//! - **identity** ([`identity`]): display names and HS256 access tokens with grants (the demo
+//!   sign-in `POST /api/session`, or minted by an application backend), verified when a socket
+//!   connects; grants and expiry are checked again on every event that needs them;
+//! - **limits** (`limits`, [`sdp`]): per-socket and per-user token-bucket rate limits, strikes
+//!   that disconnect abusive sockets, socket counts per user and IP, SDP size, published
+//!   tracks and candidates per connection (docs/security.md);
 //! - **presence** ([`presence`]): who is online, on which sockets, and who is busy;
 //! - **calls** ([`call`]): the pure call state machine (ringing → active → ended);
 //! - **payloads** ([`payload`]) and **errors** ([`error`]): every client event is parsed into a
@@ -39,9 +43,11 @@ mod http;
 mod hub;
 pub mod identity;
 mod ids;
+mod limits;
 mod namespace;
 pub mod payload;
 pub mod presence;
+pub mod sdp;
 
 use std::sync::Arc;
 
@@ -50,10 +56,10 @@ use socketioxide::SocketIo;
 use switchboard_sfu::{Sfu, SfuEvents};
 
 pub use call::{CallKind, EndReason};
-pub use config::{ConfigError, SignalingConfig};
+pub use config::{ConfigError, Limits, SignalingConfig};
 pub use error::{ErrorEvent, SignalingError};
 pub use hub::SignalingStats;
-pub use identity::{NameError, TokenError, User};
+pub use identity::{Claims, Grants, Identity, NameError, PublishSource, TokenError, User};
 pub use ids::{CallId, UserId};
 
 /// A handle on the running signaling service. Cheap to clone.
@@ -87,9 +93,19 @@ impl Signaling {
         Ok((layer, Signaling { hub, io }))
     }
 
-    /// The HTTP routes signaling owns: `POST /api/session`.
+    /// The HTTP routes signaling owns: `POST /api/session` (the demo sign-in) unless
+    /// [`SignalingConfig::demo_sign_in`] is off, in which case the router is empty.
     pub fn router(&self) -> axum::Router {
-        http::router(Arc::clone(&self.hub))
+        if self.hub.config.demo_sign_in {
+            http::router(Arc::clone(&self.hub))
+        } else {
+            axum::Router::new()
+        }
+    }
+
+    /// The token issuer, e.g. for routes that authenticate with `Authorization: Bearer`.
+    pub fn tokens(&self) -> identity::TokenIssuer {
+        self.hub.tokens.clone()
     }
 
     /// Issues a session token, as `POST /api/session` does.

@@ -1,8 +1,15 @@
 //! The Socket.IO root namespace: connect-time authentication and one handler per client
 //! event. Handlers only translate between Socket.IO and [`Hub`] operations: every failure
-//! becomes both an error acknowledgement and an `error` event, and the socket stays up.
+//! becomes both an error acknowledgement and an `error` event.
+//!
+//! Every event first passes the socket's and the user's rate limits ([`crate::limits`]); every
+//! refused event is a strike, and a socket out of strikes gets `too_many_violations` and is
+//! disconnected. Nothing else is affected (its own calls end as a disconnect would end them).
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+
+use axum::extract::ConnectInfo;
 
 use serde_json::Value;
 use socketioxide::extract::{AckSender, Event, SocketRef, State, TryData};
@@ -11,19 +18,50 @@ use socketioxide::SocketIo;
 use tracing::{debug, warn};
 
 use crate::hub::{Hub, Me};
-use crate::identity::TokenError;
+use crate::identity::{Identity, TokenError};
+use crate::limits::{Session, SocketGuard};
 use crate::payload::call_id_hint;
-use crate::{SignalingError, User};
+use crate::SignalingError;
 
 /// Refusal of a connection. Its `Display` is the wire code, which socketioxide sends as the
-/// `connect_error` message.
+/// `connect_error` message: a [`TokenError`] code, `too_many_connections` or `shutting_down`.
 #[derive(Debug)]
-pub(crate) struct ConnectRefused(TokenError);
+pub(crate) struct ConnectRefused(&'static str);
 
 impl std::fmt::Display for ConnectRefused {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.0.code())
+        f.write_str(self.0)
     }
+}
+
+/// What `authenticate` learnt, for `on_connect`.
+#[derive(Clone)]
+struct Admitted {
+    identity: Arc<Identity>,
+    ip: Option<IpAddr>,
+}
+
+/// The client's IP: the TCP peer (when the server was started with connect info), or with
+/// `trust_forwarded_for` the last `X-Forwarded-For` entry, which the reverse proxy appended.
+fn client_ip(socket: &SocketRef, trust_forwarded_for: bool) -> Option<IpAddr> {
+    let parts = socket.req_parts();
+    if trust_forwarded_for {
+        let forwarded = parts
+            .headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .next_back()
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.rsplit(',').next())
+            .and_then(|ip| ip.trim().parse::<IpAddr>().ok());
+        if forwarded.is_some() {
+            return forwarded;
+        }
+    }
+    parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip())
 }
 
 pub(crate) fn register(io: &SocketIo) {
@@ -39,27 +77,56 @@ async fn authenticate(
     let token = match auth.ok().as_ref().and_then(|a| a.get("token")) {
         None | Some(Value::Null) => None,
         Some(Value::String(token)) => Some(token.clone()),
-        Some(_) => return Err(ConnectRefused(TokenError::Invalid)),
+        Some(_) => return Err(ConnectRefused(TokenError::Invalid.code())),
     };
-    match hub.tokens.verify(token.as_deref()) {
-        Ok(user) => {
-            socket.extensions.insert(user);
-            Ok(())
+    let identity = hub.tokens.verify_identity(token.as_deref()).map_err(|e| {
+        debug!(sid = %socket.id, code = e.code(), "connection refused");
+        ConnectRefused(e.code())
+    })?;
+    let ip = client_ip(&socket, hub.config.trust_forwarded_for);
+    hub.precheck_connect(&identity.user.id, ip).map_err(|e| {
+        debug!(sid = %socket.id, user_id = %identity.user.id, ?ip, error = %e, "connection refused");
+        match e {
+            SignalingError::LimitExceeded(_) => ConnectRefused("too_many_connections"),
+            _ => ConnectRefused("shutting_down"),
         }
-        Err(e) => {
-            debug!(sid = %socket.id, code = e.code(), "connection refused");
-            Err(ConnectRefused(e))
-        }
-    }
+    })?;
+    socket.extensions.insert(Admitted {
+        identity: Arc::new(identity),
+        ip,
+    });
+    Ok(())
 }
 
 async fn on_connect(socket: SocketRef, State(hub): State<Arc<Hub>>) {
-    let Some(user) = socket.extensions.get::<User>() else {
+    let Some(admitted) = socket.extensions.get::<Admitted>() else {
         // The middleware always sets it; refuse rather than serve an anonymous socket.
         warn!(sid = %socket.id, "connected socket without identity");
         let _ = socket.disconnect();
         return;
     };
+    let me = Me {
+        socket: socket.clone(),
+        user: admitted.identity.user.clone(),
+        identity: Arc::clone(&admitted.identity),
+        ip: admitted.ip,
+    };
+    // Registration re-checks the socket limits atomically (connects race past the precheck).
+    let user_events = match hub.connect(&me) {
+        Ok(bucket) => bucket,
+        Err(e) => {
+            debug!(sid = %socket.id, error = %e, "connection refused after connect");
+            let _ = socket.emit("error", &e.event("connect", None));
+            let _ = socket.disconnect();
+            return;
+        }
+    };
+    socket.extensions.insert(Session {
+        identity: admitted.identity,
+        ip: admitted.ip,
+        guard: Arc::new(SocketGuard::new(&hub.config.limits)),
+        user_events,
+    });
     socket.on("initiate_call", on_initiate_call);
     socket.on("accept_call", on_accept_call);
     socket.on("reject_call", on_reject_call);
@@ -70,43 +137,77 @@ async fn on_connect(socket: SocketRef, State(hub): State<Arc<Hub>>) {
     socket.on("media_state", on_media_state);
     socket.on_fallback(on_unknown_event);
     socket.on_disconnect(on_disconnect);
-    hub.connect(&Me { socket, user });
 }
 
 async fn on_disconnect(socket: SocketRef, State(hub): State<Arc<Hub>>) {
-    if let Some(user) = socket.extensions.get::<User>() {
-        hub.disconnect(&Me { socket, user });
+    if let Some(session) = socket.extensions.get::<Session>() {
+        hub.disconnect(&me_of(socket, &session));
+    }
+}
+
+fn me_of(socket: SocketRef, session: &Session) -> Me {
+    Me {
+        socket,
+        user: session.identity.user.clone(),
+        identity: Arc::clone(&session.identity),
+        ip: session.ip,
+    }
+}
+
+/// Reports a refused event and counts the strike; out of strikes, disconnects the socket.
+fn refuse(socket: &SocketRef, session: &Session, body: crate::ErrorEvent) {
+    // A server fault is not the client's: no strike.
+    let strike = body.code != "internal";
+    let _ = socket.emit("error", &body);
+    if strike && session.guard.strike() {
+        warn!(sid = %socket.id, user_id = %session.identity.user.id, ip = ?session.ip, "too many refused events; disconnecting the socket");
+        let e = SignalingError::TooManyViolations;
+        let _ = socket.emit("error", &e.event(body.event.as_deref().unwrap_or(""), None));
+        let _ = socket.clone().disconnect();
     }
 }
 
 /// Everything a handler needs about one incoming event.
 struct Request {
     me: Me,
+    session: Session,
     event: &'static str,
     value: Value,
     ack: Option<AckSender>,
 }
 
 impl Request {
-    /// `None` when the socket has no identity (cannot happen after connect).
+    /// `None` when the event is not to be handled: the socket has no session (cannot happen
+    /// after connect), is being disconnected, or is over its rate limit (then it was told).
     fn new(
         socket: SocketRef,
         event: &'static str,
         data: Result<Value, impl std::fmt::Display>,
         ack: AckSender,
     ) -> Option<Request> {
-        let user = socket.extensions.get::<User>()?;
+        let session = socket.extensions.get::<Session>()?;
+        if session.guard.is_kicked() {
+            return None;
+        }
         // Payloads socketioxide could not even decode count as "not a JSON object".
         let value = data.unwrap_or_else(|e| {
             debug!(sid = %socket.id, event, error = %e, "undecodable payload");
             Value::Null
         });
-        Some(Request {
-            me: Me { socket, user },
+        let request = Request {
+            me: me_of(socket, &session),
+            session,
             event,
             value,
             ack: Some(ack),
-        })
+        };
+        match request.session.admit_event() {
+            Ok(()) => Some(request),
+            Err(e) => {
+                request.finish(Err(e));
+                None
+            }
+        }
     }
 
     /// Reports a failure as an error ack (if not acked yet) and an `error` event.
@@ -127,7 +228,7 @@ impl Request {
         if let Some(ack) = self.ack.take() {
             let _ = ack.send(&e.ack());
         }
-        let _ = self.me.socket.emit("error", &e.event(self.event, call_id));
+        refuse(&self.me.socket, &self.session, e.event(self.event, call_id));
     }
 }
 
@@ -175,10 +276,23 @@ async_handler!(on_webrtc_ice_candidate, "webrtc_ice_candidate", candidate);
 sync_handler!(on_media_state, "media_state", media_state);
 
 async fn on_unknown_event(socket: SocketRef, Event(event): Event, ack: AckSender) {
-    debug!(sid = %socket.id, %event, "unknown event");
-    let e = SignalingError::InvalidPayload(format!("unknown event `{event}`"));
+    let Some(session) = socket.extensions.get::<Session>() else {
+        return;
+    };
+    if session.guard.is_kicked() {
+        return;
+    }
+    debug!(sid = %socket.id, event = %event.chars().take(64).collect::<String>(), "unknown event");
+    let e = match session.admit_event() {
+        Err(e) => e,
+        Ok(()) => SignalingError::InvalidPayload(format!(
+            "unknown event `{}`",
+            event.chars().take(64).collect::<String>()
+        )),
+    };
     let _ = ack.send(&e.ack());
     let mut body = e.event("", None);
-    body.event = Some(event);
-    let _ = socket.emit("error", &body);
+    // Echo the name back, bounded: it is attacker-chosen.
+    body.event = Some(event.chars().take(64).collect());
+    refuse(&socket, &session, body);
 }

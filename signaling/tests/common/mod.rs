@@ -299,6 +299,18 @@ impl Client {
         self.buffered.iter().any(|r| r.event == event)
     }
 
+    /// Waits until the server closes the connection, keeping events received meanwhile.
+    pub async fn expect_closed(&mut self) {
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        loop {
+            match tokio::time::timeout_at(deadline, self.inbox.recv()).await {
+                Ok(Some(r)) => self.buffered.push_back(r),
+                Ok(None) => return,
+                Err(_) => panic!("{}: still connected after {DEADLINE:?}", self.name),
+            }
+        }
+    }
+
     /// Closes the WebSocket (an abrupt transport close, like a closed tab).
     pub fn close(&self) {
         let _ = self.out.send(Message::Close(None));
