@@ -47,6 +47,128 @@ pub struct ServerConfig {
     /// Log output format. Filtering is set with RUST_LOG (default `info`).
     #[arg(long, env = "SWITCHBOARD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+
+    /// Production mode: refuse to start without --token-secret, and serve the open demo
+    /// sign-in only with --demo-sign-in. Origins are then same-origin plus --allowed-origins.
+    #[arg(long, env = "SWITCHBOARD_PRODUCTION")]
+    pub production: bool,
+
+    /// Serve the open demo sign-in (POST /api/session) in production mode too.
+    #[arg(long, env = "SWITCHBOARD_DEMO_SIGN_IN")]
+    pub demo_sign_in: bool,
+
+    /// Browser origins allowed to use Socket.IO and the HTTP API besides the server's own
+    /// (comma-separated, e.g. `https://app.example.com`; `*` allows any). Outside production,
+    /// http(s)://localhost, 127.0.0.1 and [::1] on any port are allowed too.
+    #[arg(long, env = "SWITCHBOARD_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
+
+    /// Take client IPs (for the per-IP connection limit) from the last X-Forwarded-For entry.
+    /// Only behind a reverse proxy that sets it.
+    #[arg(long, env = "SWITCHBOARD_TRUST_FORWARDED_FOR")]
+    pub trust_forwarded_for: bool,
+
+    #[command(flatten)]
+    pub limits: LimitFlags,
+}
+
+/// Abuse limits (docs/security.md §4 lists them with their codes).
+#[derive(Debug, Clone, clap::Args)]
+pub struct LimitFlags {
+    /// Sustained events per second per socket (token-bucket refill).
+    #[arg(long, env = "SWITCHBOARD_SOCKET_EVENTS_PER_SEC", default_value_t = 20)]
+    pub socket_events_per_sec: u32,
+    /// Event burst per socket (bucket size).
+    #[arg(long, env = "SWITCHBOARD_SOCKET_EVENT_BURST", default_value_t = 60)]
+    pub socket_event_burst: u32,
+    /// Sustained events per second per user, over all their sockets.
+    #[arg(long, env = "SWITCHBOARD_USER_EVENTS_PER_SEC", default_value_t = 40)]
+    pub user_events_per_sec: u32,
+    /// Event burst per user.
+    #[arg(long, env = "SWITCHBOARD_USER_EVENT_BURST", default_value_t = 120)]
+    pub user_event_burst: u32,
+    /// Refused events a socket may accumulate before it is disconnected.
+    #[arg(
+        long,
+        env = "SWITCHBOARD_STRIKES_BEFORE_DISCONNECT",
+        default_value_t = 30
+    )]
+    pub strikes_before_disconnect: u32,
+    /// Seconds after which one strike is forgiven.
+    #[arg(long, env = "SWITCHBOARD_STRIKE_FORGIVENESS_SECS", default_value_t = 2)]
+    pub strike_forgiveness_secs: u64,
+    /// Largest event payload in bytes (JSON, SDP included).
+    #[arg(long, env = "SWITCHBOARD_MAX_PAYLOAD_BYTES", default_value_t = 64 * 1024)]
+    pub max_payload_bytes: usize,
+    /// Largest SDP in bytes.
+    #[arg(long, env = "SWITCHBOARD_MAX_SDP_BYTES", default_value_t = 32 * 1024)]
+    pub max_sdp_bytes: usize,
+    /// Trickled ICE candidates accepted per peer connection.
+    #[arg(
+        long,
+        env = "SWITCHBOARD_MAX_CANDIDATES_PER_CONNECTION",
+        default_value_t = 64
+    )]
+    pub max_candidates_per_connection: u32,
+    /// Tracks (sending m-lines) one participant may publish.
+    #[arg(
+        long,
+        env = "SWITCHBOARD_MAX_TRACKS_PER_PARTICIPANT",
+        default_value_t = 4
+    )]
+    pub max_tracks_per_participant: usize,
+    /// Most participants in one call's SFU room.
+    #[arg(
+        long,
+        env = "SWITCHBOARD_MAX_PARTICIPANTS_PER_CALL",
+        default_value_t = 16
+    )]
+    pub max_participants_per_call: usize,
+    /// Concurrent Socket.IO connections per user.
+    #[arg(long, env = "SWITCHBOARD_MAX_SOCKETS_PER_USER", default_value_t = 8)]
+    pub max_sockets_per_user: usize,
+    /// Concurrent Socket.IO connections per client IP.
+    #[arg(long, env = "SWITCHBOARD_MAX_SOCKETS_PER_IP", default_value_t = 64)]
+    pub max_sockets_per_ip: usize,
+    /// Seconds a peer connection may take to complete ICE + DTLS before it is released.
+    #[arg(
+        long,
+        env = "SWITCHBOARD_MEDIA_CONNECT_TIMEOUT_SECS",
+        default_value_t = 20
+    )]
+    pub media_connect_timeout_secs: u64,
+}
+
+impl Default for LimitFlags {
+    fn default() -> Self {
+        // The same defaults as the flags (one source of truth: clap's).
+        LimitWrapper::parse_from(["limits"]).limits
+    }
+}
+
+#[derive(Parser)]
+struct LimitWrapper {
+    #[command(flatten)]
+    limits: LimitFlags,
+}
+
+impl LimitFlags {
+    /// The signaling side of the limits.
+    pub fn signaling(&self) -> switchboard_signaling::Limits {
+        switchboard_signaling::Limits {
+            socket_events_per_sec: self.socket_events_per_sec,
+            socket_event_burst: self.socket_event_burst,
+            user_events_per_sec: self.user_events_per_sec,
+            user_event_burst: self.user_event_burst,
+            strikes_before_disconnect: self.strikes_before_disconnect,
+            strike_forgiveness: Duration::from_secs(self.strike_forgiveness_secs),
+            max_sdp_bytes: self.max_sdp_bytes,
+            max_candidates_per_connection: self.max_candidates_per_connection,
+            max_tracks_per_participant: self.max_tracks_per_participant,
+            max_sockets_per_user: self.max_sockets_per_user,
+            max_sockets_per_ip: self.max_sockets_per_ip,
+        }
+    }
 }
 
 impl ServerConfig {
@@ -62,7 +184,17 @@ impl ServerConfig {
             token_secret: Some("switchboard-test-secret-not-for-production".into()),
             ring_timeout_secs: 5,
             log_format: LogFormat::Text,
+            production: false,
+            demo_sign_in: false,
+            allowed_origins: Vec::new(),
+            trust_forwarded_for: false,
+            limits: LimitFlags::default(),
         }
+    }
+
+    /// Whether `POST /api/session` is served: always in development, on request in production.
+    pub fn demo_sign_in_enabled(&self) -> bool {
+        !self.production || self.demo_sign_in
     }
 
     pub fn ring_timeout(&self) -> Duration {
@@ -73,6 +205,22 @@ impl ServerConfig {
     pub fn validate(&self) -> Result<(), String> {
         if self.ring_timeout_secs == 0 {
             return Err("ring timeout must be at least 1 s".into());
+        }
+        if self.production && self.token_secret.is_none() {
+            return Err(
+                "production mode needs a token secret (--token-secret / SWITCHBOARD_TOKEN_SECRET)"
+                    .into(),
+            );
+        }
+        for origin in &self.allowed_origins {
+            if origin != "*" && !crate::origin::is_origin(origin) {
+                return Err(format!(
+                    "allowed origin `{origin}` is not `scheme://host[:port]`"
+                ));
+            }
+        }
+        if self.limits.strike_forgiveness_secs == 0 || self.limits.media_connect_timeout_secs == 0 {
+            return Err("strike forgiveness and media connect timeout must be at least 1 s".into());
         }
         if let Some(secret) = &self.token_secret {
             if secret.len() < switchboard_signaling::SignalingConfig::MIN_SECRET_LEN {
@@ -149,5 +297,45 @@ mod tests {
         config.ring_timeout_secs = 0;
         assert!(config.validate().is_err());
         assert_eq!(ServerConfig::for_tests().validate(), Ok(()));
+    }
+
+    #[test]
+    fn production_needs_a_secret_and_closes_the_demo_sign_in() {
+        let mut config = ServerConfig::for_tests();
+        assert!(config.demo_sign_in_enabled());
+        config.production = true;
+        assert!(!config.demo_sign_in_enabled());
+        config.demo_sign_in = true;
+        assert!(config.demo_sign_in_enabled());
+        assert_eq!(config.validate(), Ok(()));
+        config.token_secret = None;
+        assert!(config.validate().unwrap_err().contains("production"));
+
+        let parsed = ServerConfig::try_parse_from([
+            "switchboard",
+            "--production",
+            "--allowed-origins",
+            "https://a.example,https://b.example:8443",
+            "--max-sockets-per-ip",
+            "3",
+        ])
+        .unwrap();
+        assert!(parsed.production);
+        assert_eq!(parsed.allowed_origins.len(), 2);
+        assert_eq!(parsed.limits.max_sockets_per_ip, 3);
+        assert!(parsed.validate().is_err(), "no secret");
+        let mut bad = ServerConfig::for_tests();
+        bad.allowed_origins = vec!["example.com".into()];
+        assert!(bad.validate().is_err());
+    }
+
+    #[test]
+    fn limit_defaults_match_signaling() {
+        let flags = LimitFlags::default();
+        let limits = flags.signaling();
+        let defaults = switchboard_signaling::Limits::default();
+        assert_eq!(limits.socket_event_burst, defaults.socket_event_burst);
+        assert_eq!(limits.max_sockets_per_ip, defaults.max_sockets_per_ip);
+        assert_eq!(limits.max_sdp_bytes, defaults.max_sdp_bytes);
     }
 }

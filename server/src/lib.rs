@@ -15,9 +15,11 @@
 //! connections to finish.
 
 pub mod config;
+pub mod origin;
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -58,12 +60,27 @@ impl Server {
         };
         let signaling_config = SignalingConfig {
             ring_timeout: config.ring_timeout(),
+            max_payload_bytes: config.limits.max_payload_bytes,
+            demo_sign_in: config.demo_sign_in_enabled(),
+            trust_forwarded_for: config.trust_forwarded_for,
+            limits: config.limits.signaling(),
             ..SignalingConfig::with_secret(token_secret)
         };
+        if config.production {
+            info!(
+                demo_sign_in = signaling_config.demo_sign_in,
+                "production mode"
+            );
+        } else {
+            warn!("development mode: open demo sign-in, localhost origins allowed (use --production for a deployment)");
+        }
 
         let sfu_config = SfuConfig {
             udp_bind: config.media_addr,
             public_ip: config.public_ip,
+            max_participants_per_room: config.limits.max_participants_per_call,
+            max_tracks_per_participant: config.limits.max_tracks_per_participant,
+            connect_timeout: Duration::from_secs(config.limits.media_connect_timeout_secs),
             ..SfuConfig::default()
         };
         sfu_config.validate().map_err(anyhow::Error::msg)?;
@@ -77,11 +94,17 @@ impl Server {
         if !config.web_dir.join("index.html").is_file() {
             warn!(web_dir = %config.web_dir.display(), "web directory has no index.html; / will be 404");
         }
+        let origins = Arc::new(origin::OriginPolicy {
+            allowed: config.allowed_origins.clone(),
+            allow_localhost: !config.production,
+        });
+        // Layers run outside-in: the origin check sees every request, Socket.IO included.
         let app = Router::new()
             .route("/healthz", get(|| async { "ok" }))
             .merge(signaling.router())
             .fallback_service(ServeDir::new(&config.web_dir))
             .layer(socketio)
+            .layer(axum::middleware::from_fn_with_state(origins, origin::check))
             .layer(TraceLayer::new_for_http());
 
         let listener = tokio::net::TcpListener::bind(config.http_addr)
@@ -130,7 +153,12 @@ impl Server {
             sfu.shutdown().await;
             let _ = drained_tx.send(());
         };
-        let serve = axum::serve(listener, app).with_graceful_shutdown(graceful);
+        // Connect info gives signaling the client IP for the per-IP socket limit.
+        let serve = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(graceful);
         tokio::select! {
             result = serve => result.context("HTTP server failed")?,
             _ = async {

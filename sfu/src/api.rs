@@ -126,6 +126,9 @@ pub struct SfuStats {
     pub rtp_packets_received: u64,
     pub rtp_packets_forwarded: u64,
     pub datagrams_dropped_unknown_source: u64,
+    pub datagrams_dropped_send_buffer_full: u64,
+    pub keyframe_requests_sent: u64,
+    pub recordings_active: usize,
 }
 
 pub(crate) type Reply<T> = oneshot::Sender<Result<T, SfuError>>;

@@ -25,6 +25,8 @@ pub struct SfuConfig {
     /// Recording stops (and is refused) when the recording directory's file system has less
     /// free space than this.
     pub recording_min_free_bytes: u64,
+    /// Where to report Prometheus metrics (see [`crate::metrics::SfuMetrics::register`]).
+    pub metrics: Option<crate::metrics::SfuMetrics>,
     /// Active-speaker detection tuning.
     pub speaker: crate::speaker::SpeakerConfig,
 }
@@ -40,6 +42,7 @@ impl Default for SfuConfig {
             max_tracks_per_participant: 4,
             quality_interval: Duration::from_secs(2),
             recording_min_free_bytes: 512 * 1024 * 1024,
+            metrics: None,
             speaker: crate::speaker::SpeakerConfig::default(),
         }
     }

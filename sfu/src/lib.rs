@@ -23,6 +23,7 @@ mod api;
 mod config;
 mod error;
 mod ids;
+pub mod metrics;
 
 pub use api::{
     IceCandidate, PeerRole, RecordingStopReason, Sfu, SfuEvent, SfuEvents, SfuStats, TrackKind,

@@ -3,11 +3,18 @@
 mod common;
 
 use common::*;
+use switchboard_sfu::metrics::SfuMetrics;
 use switchboard_sfu::{quality::QualityLevel, RoomId, SfuConfig, SfuError, SfuEvent, TrackKind};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forwards_audio_and_video_both_ways_and_releases_everything_on_leave() {
-    let (sfu, events) = start_sfu().await;
+    let registry = prometheus::Registry::new();
+    let (sfu, events) = start_sfu_with(SfuConfig {
+        udp_bind: "127.0.0.1:0".parse().unwrap(),
+        metrics: Some(SfuMetrics::register(&registry).unwrap()),
+        ..Default::default()
+    })
+    .await;
     let mut watch = events.subscribe();
     let room = RoomId::new("room-1");
     let alice = TestParticipant::join(&sfu, &events, &room, "alice").await;

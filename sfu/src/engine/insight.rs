@@ -8,6 +8,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use rtc::rtcp::receiver_report::ReceiverReport;
 
 use super::{ConnId, Engine};
+use crate::metrics::{Direction, QUALITY_LEVELS};
 use crate::quality::{
     rtt_from_report, score, unix_to_ntp_middle32, IntervalStats, Quality, ReportStats,
 };
@@ -84,6 +85,13 @@ impl Engine {
                     else {
                         continue;
                     };
+                    if let Some(metrics) = &self.config.metrics {
+                        metrics.observe_stream_quality(
+                            Direction::Upstream,
+                            stats.loss_percent,
+                            stats.jitter_ms,
+                        );
+                    }
                     consider(score(stats.to_input(publication.kind, rtt_ms, None)));
                 }
                 for (key, publication) in &self.publications {
@@ -98,6 +106,18 @@ impl Engine {
                             continue;
                         }
                         if let Some(report) = subscription.report {
+                            if let Some(metrics) = &self.config.metrics {
+                                metrics.observe_stream_quality(
+                                    Direction::Downstream,
+                                    report.loss_percent,
+                                    report.jitter_ms,
+                                );
+                                if let Some(rtt) = report.rtt_ms {
+                                    metrics
+                                        .round_trip_time_seconds
+                                        .observe(f64::from(rtt) / 1000.0);
+                                }
+                            }
                             consider(score(report.to_input(
                                 publication.kind,
                                 stats.bitrate_bps,
@@ -114,6 +134,18 @@ impl Engine {
                         quality,
                     });
                 }
+            }
+        }
+        if let Some(metrics) = &self.config.metrics {
+            for level in QUALITY_LEVELS {
+                let count = reports
+                    .iter()
+                    .filter(|r| matches!(r, SfuEvent::Quality { quality, .. } if quality.level == level))
+                    .count();
+                metrics
+                    .participants_by_quality
+                    .with_label_values(&[level.as_str()])
+                    .set(count as i64);
             }
         }
         for report in reports {

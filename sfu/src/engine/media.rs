@@ -11,9 +11,12 @@ use rtc::rtcp;
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtcp::receiver_report::ReceiverReport;
+use rtc::rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack;
 use rtc::sansio::Protocol;
 
+use super::forwarder::Skip;
 use super::{arm_timer, flush, ConnId, Engine, PubKey};
+use crate::metrics::{kind_index, DropReason};
 use crate::speaker::parse_audio_level;
 use crate::{PeerRole, TrackKind};
 
@@ -35,13 +38,15 @@ impl Engine {
             .and_then(|conn| conn.publications_by_ssrc.get(&packet.header.ssrc))
             .copied()
         else {
-            self.counters.rtp_packets_unroutable += 1;
+            self.counters.drop(DropReason::UnknownSsrc);
             return;
         };
         let Some(publication) = self.publications.get_mut(&key) else {
             return;
         };
-        self.counters.rtp_packets_received += 1;
+        let kind = kind_index(publication.kind);
+        self.counters.received_packets[kind] += 1;
+        self.counters.received_bytes[kind] += packet.payload.len() as u64;
         publication.receive_stats.on_packet(
             packet.header.sequence_number,
             packet.header.timestamp,
@@ -75,8 +80,16 @@ impl Engine {
             .is_some_and(|recorder| recorder.needs_keyframe());
         let publication = &*publication;
         for subscription in &publication.subscriptions {
-            let Ok(outgoing) = subscription.forwarder.rewrite(&packet) else {
-                continue;
+            let outgoing = match subscription.forwarder.rewrite(&packet) {
+                Ok(outgoing) => outgoing,
+                Err(Skip::NotNegotiated) => {
+                    self.counters.drop(DropReason::NotNegotiated);
+                    continue;
+                }
+                Err(Skip::PaddingOnly) => {
+                    self.counters.drop(DropReason::PaddingOnly);
+                    continue;
+                }
             };
             let Some(conn) = self.conns.get_mut(&subscription.conn) else {
                 continue;
@@ -91,7 +104,8 @@ impl Engine {
                 message: RTCMessage::RtpPacket(String::new(), outgoing),
             });
             if written.is_ok() {
-                self.counters.rtp_packets_forwarded += 1;
+                self.counters.forwarded_packets[kind] += 1;
+                self.counters.forwarded_bytes[kind] += packet.payload.len() as u64;
             }
             flush(&self.socket, conn, &mut self.counters);
             arm_timer(&mut self.timers, now, subscription.conn, conn);
@@ -123,10 +137,16 @@ impl Engine {
         let Some(conn) = self.conns.get(&conn_id) else {
             return;
         };
-        let wants_keyframe = packets.iter().any(|packet| {
+        let mut wants_keyframe = false;
+        for packet in packets {
             let packet = packet.as_any();
-            packet.is::<PictureLossIndication>() || packet.is::<FullIntraRequest>()
-        });
+            if packet.is::<PictureLossIndication>() || packet.is::<FullIntraRequest>() {
+                self.counters.keyframe_requests_received += 1;
+                wants_keyframe = true;
+            } else if packet.is::<TransportLayerNack>() {
+                self.counters.nacks_received += 1;
+            }
+        }
         if !wants_keyframe {
             return;
         }
@@ -163,6 +183,7 @@ impl Engine {
             return;
         }
         publication.last_keyframe_request = Some(now);
+        self.counters.keyframe_requests_sent += 1;
         let (conn_id, receiver, media_ssrc) = (
             publication.conn,
             publication.receiver,

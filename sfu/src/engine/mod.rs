@@ -30,6 +30,7 @@ use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use crate::api::{Command, SfuEvents};
+use crate::metrics::{kind_index, kind_label, Counters, DropReason};
 use crate::quality::{ReceiveStats, ReportStats};
 use crate::recording::ParticipantRecorder;
 use crate::speaker::ActiveSpeakerDetector;
@@ -99,15 +100,6 @@ struct Subscription {
     report: Option<ReportStats>,
 }
 
-#[derive(Default)]
-struct Counters {
-    rtp_packets_received: u64,
-    rtp_packets_forwarded: u64,
-    datagrams_dropped_unknown_source: u64,
-    datagrams_dropped_send_buffer_full: u64,
-    rtp_packets_unroutable: u64,
-}
-
 pub(crate) struct Engine {
     config: SfuConfig,
     socket: Arc<UdpSocket>,
@@ -121,6 +113,8 @@ pub(crate) struct Engine {
     timers: BinaryHeap<Reverse<(Instant, ConnId)>>,
     events: mpsc::UnboundedSender<SfuEvent>,
     counters: Counters,
+    /// `counters` as of the last flush to `config.metrics`.
+    flushed: Counters,
     next_id: u64,
     next_quality_report: Instant,
     /// Recordings being finalised off the media task; shutdown waits for them.
@@ -150,6 +144,7 @@ pub(crate) async fn start(config: SfuConfig) -> Result<(Sfu, SfuEvents), SfuErro
         timers: BinaryHeap::new(),
         events,
         counters: Counters::default(),
+        flushed: Counters::default(),
         next_id: 1,
         next_quality_report: Instant::now(),
         finishing: Vec::new(),
@@ -282,6 +277,7 @@ impl Engine {
     }
 
     fn stats(&self) -> SfuStats {
+        let counters = &self.counters;
         SfuStats {
             rooms: self.rooms.len(),
             participants: self.participants.len(),
@@ -291,10 +287,53 @@ impl Engine {
                 .values()
                 .map(|p| p.subscriptions.len())
                 .sum(),
-            rtp_packets_received: self.counters.rtp_packets_received,
-            rtp_packets_forwarded: self.counters.rtp_packets_forwarded,
-            datagrams_dropped_unknown_source: self.counters.datagrams_dropped_unknown_source,
+            rtp_packets_received: counters.received_packets.iter().sum(),
+            rtp_packets_forwarded: counters.forwarded_packets.iter().sum(),
+            datagrams_dropped_unknown_source: counters.dropped[DropReason::UnknownSource as usize],
+            datagrams_dropped_send_buffer_full: counters.dropped
+                [DropReason::SendBufferFull as usize],
+            keyframe_requests_sent: counters.keyframe_requests_sent,
+            recordings_active: self.recordings_active(),
         }
+    }
+
+    fn recordings_active(&self) -> usize {
+        self.participants
+            .values()
+            .filter(|p| p.recorder.is_some())
+            .count()
+    }
+
+    /// Publishes what the counters gathered since the last flush, and the current gauges.
+    fn flush_metrics(&mut self) {
+        let Some(metrics) = &self.config.metrics else {
+            return;
+        };
+        self.counters.flush_into(&self.flushed, metrics);
+        self.flushed = self.counters;
+        metrics.rooms.set(self.rooms.len() as i64);
+        metrics.participants.set(self.participants.len() as i64);
+        let mut published = [0i64; 2];
+        let mut subscribed = [0i64; 2];
+        for publication in self.publications.values() {
+            let i = kind_index(publication.kind);
+            published[i] += 1;
+            subscribed[i] += publication.subscriptions.len() as i64;
+        }
+        for kind in [TrackKind::Audio, TrackKind::Video] {
+            let label = [kind_label(kind)];
+            metrics
+                .published_tracks
+                .with_label_values(&label)
+                .set(published[kind_index(kind)]);
+            metrics
+                .subscribed_tracks
+                .with_label_values(&label)
+                .set(subscribed[kind_index(kind)]);
+        }
+        metrics
+            .recordings_active
+            .set(self.recordings_active() as i64);
     }
 
     fn next_id(&mut self) -> u64 {
@@ -304,11 +343,11 @@ impl Engine {
 
     fn handle_datagram(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) {
         let Some(conn_id) = self.demux.route(from, datagram) else {
-            self.counters.datagrams_dropped_unknown_source += 1;
+            self.counters.drop(DropReason::UnknownSource);
             return;
         };
         let Some(conn) = self.conns.get_mut(&conn_id) else {
-            self.counters.datagrams_dropped_unknown_source += 1;
+            self.counters.drop(DropReason::UnknownSource);
             return;
         };
         let message = TaggedBytesMut {
@@ -428,6 +467,7 @@ impl Engine {
 
     fn housekeeping(&mut self, now: Instant) {
         self.speaker_tick(now);
+        self.flush_metrics();
         if now >= self.next_quality_report {
             self.next_quality_report = now + self.config.quality_interval;
             self.quality_tick(now);
@@ -504,7 +544,7 @@ fn flush(socket: &UdpSocket, conn: &mut Connection, counters: &mut Counters) {
             .try_send_to(&transmit.message, transmit.transport.peer_addr)
             .is_err()
         {
-            counters.datagrams_dropped_send_buffer_full += 1;
+            counters.drop(DropReason::SendBufferFull);
         }
     }
 }
