@@ -568,6 +568,8 @@ function endedText(call, reason, by) {
         : `Call ended: ${who} could not access their camera/microphone.`;
     case 'failed':
       return 'Call failed: the media connection could not be established.';
+    case 'answered_elsewhere':
+      return `The call from ${call.peer.name} was answered in another tab.`;
     case 'shutdown':
       return 'Call ended: the server is shutting down.';
     default:

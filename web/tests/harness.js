@@ -47,7 +47,7 @@ export async function startServer({ ringTimeoutSecs = 5 } = {}) {
   const env = { ...process.env, SWITCHBOARD_WEB_DIR: PUBLIC_DIR, RUST_LOG: process.env.RUST_LOG || 'info' };
   let child;
   if (process.env.SWITCHBOARD_SERVER_CMD) {
-    child = spawn('sh', ['-c', `${process.env.SWITCHBOARD_SERVER_CMD} ${args.join(' ')}`], { cwd: REPO_ROOT, env });
+    child = spawn('sh', ['-c', `exec ${process.env.SWITCHBOARD_SERVER_CMD} ${args.join(' ')}`], { cwd: REPO_ROOT, env });
   } else {
     const bin = path.join(REPO_ROOT, 'target', 'debug', 'switchboard');
     if (!existsSync(bin)) throw new Error(`missing ${bin} after build`);

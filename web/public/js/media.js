@@ -240,7 +240,14 @@ export async function summarizePc(pc) {
         packetsReceived: s.packetsReceived || 0,
         bytesReceived: s.bytesReceived || 0,
         framesDecoded: s.framesDecoded,
+        framesReceived: s.framesReceived,
+        keyFramesDecoded: s.keyFramesDecoded,
         frameWidth: s.frameWidth,
+        pliCount: s.pliCount,
+        firCount: s.firCount,
+        nackCount: s.nackCount,
+        packetsLost: s.packetsLost,
+        codec: (byId.get(s.codecId) || {}).mimeType,
         trackIdentifier: s.trackIdentifier,
       };
     } else if (s.type === 'outbound-rtp') {
@@ -248,6 +255,11 @@ export async function summarizePc(pc) {
         packetsSent: s.packetsSent || 0,
         bytesSent: s.bytesSent || 0,
         framesEncoded: s.framesEncoded,
+        keyFramesEncoded: s.keyFramesEncoded,
+        pliCount: s.pliCount,
+        firCount: s.firCount,
+        nackCount: s.nackCount,
+        codec: (byId.get(s.codecId) || {}).mimeType,
       };
     } else if (s.type === 'transport' && s.selectedCandidatePairId) {
       const pair = byId.get(s.selectedCandidatePairId);
