@@ -3,15 +3,24 @@
 //! Speaks Switchboard's real client contract (`docs/protocol.md`): HTTP sign-in, Socket.IO v4
 //! signaling, and two WebRTC peer connections per participant to the SFU (webrtc-rs 0.21). The
 //! integration tests use it to drive calls through an in-process server; the `loadtest` binary
-//! will use it to run many synthetic publishers and subscribers against a deployed one.
+//! uses it to run many publishers and subscribers against a running server (Switchboard, its
+//! SFU in a separate `sfu-host` process, or Janus's VideoRoom for comparison) and to produce
+//! docs/benchmarks.md (`scripts/bench`).
 //!
 //! ## Layout
 //! - [`signaling`]: sign-in and a WebSocket-only Socket.IO v4 client with typed events and
 //!   acknowledged, typed emitters. No WebRTC in it.
 //! - [`peer`]: the publisher (offers; sends synthetic Opus/VP8 RTP) and subscriber (answers the
 //!   SFU's offers, again on every renegotiation; counts received RTP) connections.
-//! - [`media`]: synthetic payloads with a probe trailer (sequence, RTP timestamp, send time) and
-//!   the lock-free-per-packet counters both directions keep.
+//! - [`clip`]: the real VP8 and Opus clips publishers loop (`media/`, made with ffmpeg).
+//! - [`media`]: the probe trailer (sequence, RTP timestamp, send time) on every payload and
+//!   the lock-free-per-packet counters both directions keep (loss, jitter, latency histogram,
+//!   time to first packet).
+//! - [`run`]: the load run (ramp, warm-up, measurement window, report) and the churn run.
+//! - [`host`]: rooms of any shape on Switchboard's SFU without signaling (in process, or the
+//!   `sfu-host` process), since signaling has 1:1 calls only.
+//! - [`janus`]: the same members against Janus's VideoRoom over Janus's HTTP API.
+//! - [`procstat`]: a server process's CPU time, RSS and threads from `/proc`.
 //! - [`traffic`]: per-remote-address datagram counters on each peer connection's sockets,
 //!   which is how a test proves media went through the SFU and not peer to peer.
 //! - [`participant`]: glues the three into a user that does all media negotiation by itself;
@@ -32,8 +41,10 @@
 //! - `cargo test -p loadtest` — unit tests, the signaling client against an in-process server
 //!   (`tests/signaling_client.rs`) and 1:1 voice and video calls through the SFU
 //!   (`tests/call_through_sfu.rs`; `RUST_LOG=loadtest=debug` shows the negotiation).
-//! - `cargo run -p loadtest -- --url http://127.0.0.1:8080 --pairs 4 --duration 20` against a
-//!   running server; `--local-ip` must be an address the SFU can reach.
+//! - `cargo test -p loadtest --test smoke`: a 1-publisher, 3-subscriber run in a few seconds.
+//! - `cargo run --release -p loadtest -- --help`; examples in docs/loadtest.md. `--local-ip`
+//!   must be an address the server can reach.
+//! - `scripts/bench` regenerates docs/benchmarks.md.
 //!
 //! ## Example
 //! ```no_run
@@ -53,9 +64,14 @@
 //! # Ok(()) }
 //! ```
 
+pub mod clip;
+pub mod host;
+pub mod janus;
 pub mod media;
 pub mod participant;
 pub mod peer;
+pub mod procstat;
+pub mod run;
 pub mod signaling;
 pub mod traffic;
 

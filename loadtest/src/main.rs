@@ -1,196 +1,345 @@
-//! `loadtest`: runs synthetic 1:1 calls against a Switchboard server and reports what each
-//! participant received from its peer through the SFU.
-//!
-//! ```text
-//! loadtest --url http://127.0.0.1:8080 --pairs 4 --duration 20 --kind video
-//! ```
-//!
-//! Each pair signs in two users, the first calls the second, the second accepts, both publish
-//! synthetic audio (and video) for `--duration` seconds, then the caller hangs up. The exit
-//! status is non-zero if any participant failed or received nothing from its peer.
+//! `loadtest`: drives a server with real WebRTC clients (webrtc-rs) publishing real VP8 and
+//! Opus, and reports what every subscriber received. `loadtest --help` explains the flags;
+//! docs/loadtest.md has examples.
 
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, ValueEnum};
-use loadtest::{
-    CallKind, MediaEvent, MediaKind, Participant, ParticipantConfig, ParticipantEvent,
-    ParticipantEvents, PeerConfig, ServerEvent,
-};
-use tokio::sync::mpsc;
+use loadtest::host::{RoomServer, SfuHostProcess};
+use loadtest::run::{self, Report, RunConfig, Target};
+use loadtest::PeerConfig;
 
-#[derive(Clone, Copy, Debug, ValueEnum)]
-enum Kind {
-    Voice,
-    Video,
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum TargetKind {
+    /// A Switchboard server via its real signaling (HTTP sign-in + Socket.IO). Signaling has
+    /// 1:1 calls only today, so every room is one call: `--publishers 2 --subscribers 0`.
+    Switchboard,
+    /// Switchboard's SFU (the `switchboard-sfu` crate, the server's media plane) in a separate
+    /// `sfu-host` process this tool spawns, driven through the room API signaling uses. Any
+    /// room shape; the host's CPU and memory are read from /proc.
+    Sfu,
+    /// Janus's VideoRoom plugin via Janus's HTTP API (`--url http://127.0.0.1:8088/janus`).
+    Janus,
 }
 
-/// Synthetic 1:1 calls against a Switchboard server.
+/// Load tester for Switchboard (and Janus, for comparison): real signaling, real WebRTC, real
+/// encoded media.
+///
+/// Every publisher sends a looped VP8 clip (~1.5 Mbit/s, 30 fps) and an Opus clip (48 kbit/s),
+/// each packet carrying a 20-byte probe trailer (sequence number + send time), and answers a
+/// PLI by jumping to the clip's next keyframe. Every subscriber measures per track: packets,
+/// bitrate, loss (probe-sequence gaps after NACK retransmission), RFC 3550 jitter, one-way
+/// latency (publisher send → subscriber receive, same process clock), time to first packet.
+///
+/// Phases: joins at --ramp per second; --warmup seconds unmeasured; a --duration seconds
+/// measurement window (rates, latency percentiles, server CPU); everyone leaves. A progress
+/// line goes to stderr every second, the summary (or --json) to stdout.
+///
+/// Exit status: 0 when everything joined and every expected track received media and the
+/// thresholds hold; 1 on failures (joins, connections, missing tracks); 2 when --max-loss or
+/// --max-p99-latency is exceeded.
 #[derive(Debug, Parser)]
-#[command(name = "loadtest", version, about)]
+#[command(name = "loadtest", version, verbatim_doc_comment)]
 struct Args {
-    /// Server base URL (HTTP API and Socket.IO).
+    /// Which server to drive.
+    #[arg(long, value_enum, default_value_t = TargetKind::Switchboard)]
+    target: TargetKind,
+    /// Server URL: a Switchboard base URL (`--target switchboard`) or Janus's HTTP API
+    /// (`--target janus`); unused with `--target sfu`.
     #[arg(long, env = "LOADTEST_URL", default_value = "http://127.0.0.1:8080")]
     url: String,
-    /// Number of concurrent calls (two participants each).
+    /// Rooms (calls), run in parallel.
     #[arg(long, default_value_t = 1)]
-    pairs: usize,
-    /// Seconds of media per call.
+    rooms: usize,
+    /// Publishers per room; each also receives the others' media.
+    #[arg(long, default_value_t = 2)]
+    publishers: usize,
+    /// Receive-only members per room (not with `--target switchboard`).
+    #[arg(long, default_value_t = 0)]
+    subscribers: usize,
+    /// Publish Opus only (no video).
+    #[arg(long)]
+    audio_only: bool,
+    /// Seconds of the measurement window (after the ramp and warm-up).
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Unmeasured seconds between the last join and the window.
+    #[arg(long, default_value_t = 2.0)]
+    warmup: f64,
+    /// Joins per second, over all rooms (0 = as fast as possible).
+    #[arg(long, default_value_t = 10.0)]
+    ramp: f64,
+    /// Print the report as JSON on stdout instead of the summary table.
+    #[arg(long)]
+    json: bool,
+    /// Fail (exit 2) if loss over all tracks exceeds this many percent.
+    #[arg(long, value_name = "PERCENT")]
+    max_loss: Option<f64>,
+    /// Fail (exit 2) if the window's p99 one-way latency exceeds this many milliseconds.
+    #[arg(long, value_name = "MS")]
+    max_p99_latency: Option<f64>,
+    /// The server's process id, to report its CPU time per forwarded packet, memory and
+    /// threads from /proc (automatic with `--target sfu`).
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// Instead of a load run: N join/leave cycles of a subscriber against one steady
+    /// publisher (`--target sfu` only); reports server memory and threads before and after.
+    #[arg(long, value_name = "N")]
+    churn: Option<usize>,
+    /// Concurrent cycles in `--churn`.
     #[arg(long, default_value_t = 10)]
-    duration: u64,
-    /// Call kind.
-    #[arg(long, value_enum, default_value_t = Kind::Video)]
-    kind: Kind,
-    /// Local IP the peer connections bind; must be reachable from the SFU (loopback for a
-    /// local server, an interface address otherwise).
+    churn_concurrency: usize,
+    /// The `sfu-host` binary for `--target sfu` (default: next to this executable).
+    #[arg(long)]
+    sfu_host: Option<PathBuf>,
+    /// Local IP the peer connections bind; must be reachable from the server.
     #[arg(long, default_value = "127.0.0.1")]
     local_ip: IpAddr,
+    /// No progress line.
+    #[arg(long)]
+    quiet: bool,
 }
 
 #[tokio::main]
 async fn main() -> Result<()> {
     tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
         .with_env_filter(
             // webrtc-rs warns on every connection about things that are normal here (no DTLS
             // server name, ICE checks before the answer); keep its errors only by default.
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "warn,rtc_dtls=error,rtc_ice=error,loadtest=info".into()),
+                .unwrap_or_else(|_| "error,loadtest=error".into()),
         )
         .init();
     let args = Args::parse();
-    let config = ParticipantConfig {
-        peer: PeerConfig {
-            udp_addr: SocketAddr::new(args.local_ip, 0),
-            ..PeerConfig::default()
-        },
-        ..ParticipantConfig::default()
+    let peer = PeerConfig {
+        udp_addr: SocketAddr::new(args.local_ip, 0),
+        ..PeerConfig::default()
     };
-    let kind = match args.kind {
-        Kind::Voice => CallKind::Voice,
-        Kind::Video => CallKind::Video,
+    let host = if args.target == TargetKind::Sfu {
+        let bin = args
+            .sfu_host
+            .clone()
+            .unwrap_or_else(SfuHostProcess::default_binary);
+        Some(Arc::new(
+            SfuHostProcess::spawn(&bin)
+                .await
+                .map_err(anyhow::Error::msg)
+                .context("starting sfu-host")?,
+        ))
+    } else {
+        None
     };
-    let http = reqwest::Client::new();
-    let mut calls = Vec::with_capacity(args.pairs);
-    for pair in 0..args.pairs {
-        let (http, url, config) = (http.clone(), args.url.clone(), config.clone());
-        let duration = Duration::from_secs(args.duration);
-        calls.push(tokio::spawn(async move {
-            run_call(pair, &http, &url, config, kind, duration).await
-        }));
-    }
-    let mut failed = 0;
-    for (pair, call) in calls.into_iter().enumerate() {
-        match call.await.context("call task panicked")? {
-            Ok(report) => println!("{report}"),
-            Err(e) => {
-                failed += 1;
-                println!("pair {pair}: FAILED: {e:#}");
+
+    if let Some(cycles) = args.churn {
+        let Some(host) = host.clone() else {
+            bail!("--churn needs --target sfu");
+        };
+        let report = run::churn(
+            host.clone() as Arc<dyn RoomServer>,
+            cycles,
+            20.min(cycles),
+            args.churn_concurrency,
+            peer,
+            args.audio_only,
+        )
+        .await;
+        host.kill().await;
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        } else {
+            println!(
+                "churn: {} cycles ({} with media) in {} s",
+                report.cycles, report.cycles_with_media, report.seconds
+            );
+            println!(
+                "  server before: {:?}  after: {:?}",
+                report.before, report.after
+            );
+            println!(
+                "  sfu before: {:?}\n  sfu after:  {:?}",
+                report.sfu_before, report.sfu_after
+            );
+            for f in &report.failures {
+                println!("  failure: {f}");
             }
         }
+        if !report.failures.is_empty() {
+            std::process::exit(1);
+        }
+        return Ok(());
     }
-    if failed > 0 {
-        bail!("{failed} of {} calls failed", args.pairs);
+
+    let target = match args.target {
+        TargetKind::Switchboard => {
+            if args.publishers != 2 || args.subscribers != 0 {
+                bail!(
+                    "--target switchboard: signaling has 1:1 calls only, so rooms are \
+                     --publishers 2 --subscribers 0 (use --target sfu for other shapes)"
+                );
+            }
+            Target::Switchboard {
+                url: args.url.clone(),
+            }
+        }
+        TargetKind::Sfu => Target::Sfu(host.clone().expect("spawned above") as Arc<dyn RoomServer>),
+        TargetKind::Janus => Target::Janus {
+            url: args.url.trim_end_matches('/').to_owned(),
+        },
+    };
+    let report = run::run(RunConfig {
+        target,
+        rooms: args.rooms,
+        publishers: args.publishers,
+        subscribers: args.subscribers,
+        audio_only: args.audio_only,
+        ramp: args.ramp,
+        warmup: Duration::from_secs_f64(args.warmup),
+        duration: Duration::from_secs_f64(args.duration),
+        peer,
+        progress: !args.quiet,
+        server_pid: args.server_pid,
+    })
+    .await;
+    if let Some(host) = host {
+        host.kill().await;
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_summary(&report);
+    }
+    let failed =
+        !report.failures.is_empty() || report.failed_joins > 0 || report.missing_tracks > 0;
+    let mut broken = Vec::new();
+    if let Some(max) = args.max_loss {
+        if report.loss_percent > max {
+            broken.push(format!("loss {}% > {max}%", report.loss_percent));
+        }
+    }
+    if let Some(max) = args.max_p99_latency {
+        match report.latency_p99_ms {
+            Some(p99) if p99 <= max => {}
+            Some(p99) => broken.push(format!("p99 latency {p99} ms > {max} ms")),
+            None => broken.push("no latency samples".into()),
+        }
+    }
+    for b in &broken {
+        eprintln!("threshold broken: {b}");
+    }
+    if failed {
+        eprintln!(
+            "{} failures, {} missing tracks",
+            report.failures.len(),
+            report.missing_tracks
+        );
+        std::process::exit(1);
+    }
+    if !broken.is_empty() {
+        std::process::exit(2);
     }
     Ok(())
 }
 
-/// Drains a participant's events; forwards fatal ones as error strings.
-fn watch(who: String, mut events: ParticipantEvents, failures: mpsc::UnboundedSender<String>) {
-    tokio::spawn(async move {
-        while let Some(event) = events.recv().await {
-            let failure = match &event {
-                ParticipantEvent::Media(MediaEvent::Failed { error, .. }) => {
-                    Some(format!("{who}: media failed: {error}"))
-                }
-                ParticipantEvent::Signal(ServerEvent::Error(e)) => Some(format!(
-                    "{who}: server error {} on {:?}: {}",
-                    e.code, e.event, e.message
-                )),
-                ParticipantEvent::Signal(ServerEvent::Disconnected { reason }) => {
-                    Some(format!("{who}: disconnected: {reason}"))
-                }
-                _ => None,
-            };
-            if let Some(failure) = failure {
-                let _ = failures.send(failure);
-            }
-        }
-    });
+fn opt(x: Option<f64>) -> String {
+    x.map(|v| format!("{v:.2}")).unwrap_or_else(|| "-".into())
 }
 
-async fn run_call(
-    pair: usize,
-    http: &reqwest::Client,
-    url: &str,
-    config: ParticipantConfig,
-    kind: CallKind,
-    duration: Duration,
-) -> Result<String> {
-    let (caller, caller_events) =
-        Participant::join(http, url, &format!("lt-{pair}-caller"), config.clone()).await?;
-    let (callee, mut callee_events) =
-        Participant::join(http, url, &format!("lt-{pair}-callee"), config).await?;
-    let (fail_tx, mut fail_rx) = mpsc::unbounded_channel();
-    watch(
-        format!("pair {pair} caller"),
-        caller_events,
-        fail_tx.clone(),
+fn print_summary(r: &Report) {
+    println!(
+        "target {}: {} rooms x ({} publishers + {} subscribers){}; {} joined, {} failed joins, {} missing tracks",
+        r.target,
+        r.rooms,
+        r.publishers,
+        r.subscribers,
+        if r.audio_only { ", audio only" } else { "" },
+        r.joined,
+        r.failed_joins,
+        r.missing_tracks
     );
-
-    let call_id = caller
-        .signaling()
-        .initiate_call(&callee.user().id, kind)
-        .await?;
-    // The callee answers its own ring, then hands its events to the watcher.
-    tokio::time::timeout(Duration::from_secs(10), async {
-        while let Some(event) = callee_events.recv().await {
-            if let ParticipantEvent::Signal(ServerEvent::IncomingCall { call_id: id, .. }) = &event
-            {
-                if *id == call_id {
-                    return Ok(());
-                }
-            }
-        }
-        bail!("callee event stream ended before incoming_call")
-    })
-    .await
-    .context("no incoming_call within 10 s")??;
-    watch(format!("pair {pair} callee"), callee_events, fail_tx);
-    callee.signaling().accept_call(&call_id).await?;
-
-    tokio::select! {
-        _ = tokio::time::sleep(duration) => {}
-        Some(failure) = fail_rx.recv() => bail!(failure),
+    println!(
+        "window {:.1} s: {:.0} packets/s forwarded, {:.2} Mbit/s received, loss {:.3}%, latency p50 {} ms p99 {} ms",
+        r.window_seconds,
+        r.forwarded_packets_per_second,
+        r.received_mbps,
+        r.loss_percent,
+        opt(r.latency_p50_ms),
+        opt(r.latency_p99_ms)
+    );
+    if let Some(s) = &r.server {
+        println!(
+            "server pid {}: {:.2} s CPU ({:.1}% of a core), {} µs per forwarded packet, RSS {:.1} MiB (from {:.1}, {:.0} KiB per participant), {} threads",
+            s.pid,
+            s.cpu_seconds,
+            s.cpu_percent,
+            opt(s.cpu_us_per_forwarded_packet),
+            s.rss_mib,
+            s.rss_before_mib,
+            s.rss_per_participant_kib,
+            s.threads
+        );
     }
-    let mut report = format!("pair {pair} call {call_id}:");
-    let mut silent = Vec::new();
-    for (me, other) in [(&caller, &callee), (&callee, &caller)] {
-        let from = other.user().id.as_str();
-        let stats = me.receive_stats();
-        let audio = stats.packets_from(from, MediaKind::Audio);
-        let video = stats.packets_from(from, MediaKind::Video);
-        if audio == 0 || (kind == CallKind::Video && video == 0) {
-            silent.push(me.user().name.clone());
-        }
-        for track in stats.snapshot().iter().filter(|t| t.key.stream_id == from) {
-            report.push_str(&format!(
-                "\n  {} <- {:?}: {} packets, {} bytes, {} lost, latency mean {:?} max {:?}",
-                me.user().name,
-                track.kind,
-                track.packets,
-                track.bytes,
-                track.lost,
-                track.mean_latency.unwrap_or_default(),
-                track.max_latency.unwrap_or_default(),
-            ));
+    println!();
+    println!(
+        "{:<6} {:>7} {:>10} {:>8} {:>10} {:>9} {:>9} {:>12}",
+        "kind", "tracks", "packets", "loss %", "jitter ms", "p50 ms", "p99 ms", "max TTFP ms"
+    );
+    for k in &r.kinds {
+        println!(
+            "{:<6} {:>7} {:>10} {:>8.3} {:>10.3} {:>9} {:>9} {:>12}",
+            k.kind,
+            k.tracks,
+            k.packets,
+            k.loss_percent,
+            k.jitter_median_ms,
+            opt(k.latency_p50_ms),
+            opt(k.latency_p99_ms),
+            opt(k.time_to_first_packet_max_ms)
+        );
+    }
+    if r.tracks.len() <= 24 {
+        println!();
+        println!(
+            "{:<12} {:<16} {:<6} {:>8} {:>9} {:>7} {:>9} {:>8} {:>8} {:>9}",
+            "subscriber",
+            "publisher",
+            "kind",
+            "packets",
+            "kbit/s",
+            "loss %",
+            "jitter ms",
+            "p50 ms",
+            "p99 ms",
+            "TTFP ms"
+        );
+        for t in &r.tracks {
+            println!(
+                "{:<12} {:<16} {:<6} {:>8} {:>9.1} {:>7.3} {:>9.3} {:>8} {:>8} {:>9}",
+                t.subscriber,
+                t.publisher.chars().take(16).collect::<String>(),
+                t.kind,
+                t.packets,
+                t.bitrate_kbps,
+                t.loss_percent,
+                t.jitter_ms,
+                opt(t.latency_p50_ms),
+                opt(t.latency_p99_ms),
+                opt(t.time_to_first_packet_ms)
+            );
         }
     }
-    caller.signaling().end_call(&call_id, None).await?;
-    caller.close().await;
-    callee.close().await;
-    if !silent.is_empty() {
-        bail!("{report}\n  received nothing from their peer: {silent:?}");
+    println!(
+        "\npublishers sent {} packets, answered {} keyframe requests",
+        r.sent_packets, r.keyframe_requests
+    );
+    for f in r.failures.iter().take(20) {
+        println!("failure: {f}");
     }
-    Ok(report)
+    if r.failures.len() > 20 {
+        println!("... and {} more failures", r.failures.len() - 20);
+    }
 }

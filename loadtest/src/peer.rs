@@ -1,8 +1,10 @@
 //! A participant's two WebRTC peer connections to the SFU (protocol §6), on webrtc-rs 0.21.
 //!
 //! - [`Publisher`]: we offer, with one Opus and one VP8 [`TrackLocalStaticRTP`], and once
-//!   connected send synthetic RTP at realistic rates (audio 50 packets/s, video 30 frames/s of
-//!   several packets each, marker bit on each frame's last packet, periodic keyframes).
+//!   connected send the looped clips of [`crate::clip`] (Opus 50 packets/s; VP8 30 frames/s,
+//!   ~1.5 Mbit/s, packetized by webrtc-rs's VP8 payloader, marker bit on each frame's last
+//!   packet), each payload carrying the probe trailer of [`crate::media`]. A PLI or FIR from
+//!   the SFU makes the video sender jump to the clip's next keyframe.
 //! - [`Subscriber`]: the SFU offers, as often as its track set changes; we answer each offer and
 //!   count every received RTP packet per track in a shared [`ReceiveStats`].
 //!
@@ -17,17 +19,23 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use rtc::interceptor::{Attribute, Interceptor, Packet, Slot, StreamInfo, TaggedPacket};
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_OPUS, MIME_TYPE_VP8};
+use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
+use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters,
     RTCRtpEncodingParameters, RtpCodecKind,
 };
+use rtc::sansio::Protocol;
+use std::collections::VecDeque;
+use std::sync::atomic::AtomicBool;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
-use webrtc::media_stream::track_local::TrackLocal;
+use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use webrtc::peer_connection::{
     register_default_interceptors, MediaEngine, PeerConnection, PeerConnectionBuilder,
@@ -36,6 +44,7 @@ use webrtc::peer_connection::{
 };
 use webrtc::rtp_transceiver::RtpSender;
 
+use crate::clip::Clip;
 use crate::media::{self, MediaKind, Probe, ReceiveStats, SendStats, TrackKey};
 use crate::signaling::{IceCandidateInit, PeerTarget};
 use crate::traffic::{ObservingRuntime, TrafficLog};
@@ -127,6 +136,64 @@ fn vp8() -> RTCRtpCodecParameters {
     }
 }
 
+/// Passes inbound keyframe requests (PLI, FIR) on to the application and drops every other
+/// inbound RTCP packet at the end of the chain, after the interceptors that act on it (as in
+/// webrtc-rs's `rtcp-processing` example): without it, webrtc-rs never tells a sender about a
+/// PLI.
+#[derive(Default)]
+struct KeyframeRequestInterceptor {
+    read_queue: VecDeque<TaggedPacket>,
+    write_queue: VecDeque<TaggedPacket>,
+}
+
+impl Protocol<TaggedPacket, TaggedPacket, ()> for KeyframeRequestInterceptor {
+    type Rout = TaggedPacket;
+    type Wout = TaggedPacket;
+    type Eout = ();
+    type Error = rtc::shared::error::Error;
+    type Time = std::time::Instant;
+
+    fn handle_read(&mut self, mut msg: TaggedPacket) -> Result<(), Self::Error> {
+        if let Packet::Rtcp(packets) = &msg.message.packet {
+            let requests: Vec<Box<dyn rtc::rtcp::Packet>> = packets
+                .iter()
+                .filter(|p| {
+                    let any = p.as_any();
+                    any.is::<PictureLossIndication>() || any.is::<FullIntraRequest>()
+                })
+                .cloned()
+                .collect();
+            if requests.is_empty() {
+                return Ok(());
+            }
+            msg.message.packet = Packet::Rtcp(requests);
+            msg.message.add(Attribute::DeliverToApplication);
+        }
+        self.read_queue.push_back(msg);
+        Ok(())
+    }
+
+    fn poll_read(&mut self) -> Option<Self::Rout> {
+        self.read_queue.pop_front()
+    }
+
+    fn handle_write(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
+        self.write_queue.push_back(msg);
+        Ok(())
+    }
+
+    fn poll_write(&mut self) -> Option<Self::Wout> {
+        self.write_queue.pop_front()
+    }
+}
+
+impl Interceptor for KeyframeRequestInterceptor {
+    fn bind_local_stream(&mut self, _info: &StreamInfo) {}
+    fn unbind_local_stream(&mut self, _info: &StreamInfo) {}
+    fn bind_remote_stream(&mut self, _info: &StreamInfo) {}
+    fn unbind_remote_stream(&mut self, _info: &StreamInfo) {}
+}
+
 struct Handler {
     target: PeerTarget,
     events: mpsc::UnboundedSender<PeerEvent>,
@@ -189,9 +256,12 @@ impl PeerConnectionEventHandler for Handler {
             let counters = stats.track(key, kind);
             while let Some(event) = track.poll().await {
                 match event {
-                    TrackRemoteEvent::OnRtpPacket(packet) => {
-                        counters.record(&packet.payload, packet.header.marker)
-                    }
+                    TrackRemoteEvent::OnRtpPacket(packet) => counters.record_at(
+                        &packet.payload,
+                        packet.header.marker,
+                        Some(packet.header.timestamp),
+                        media::unix_micros(),
+                    ),
                     TrackRemoteEvent::OnEnded => break,
                     _ => {}
                 }
@@ -222,6 +292,9 @@ impl Pc {
         media_engine.register_codec(vp8(), RtpCodecKind::Video)?;
         // NACK responder/generator and RTCP sender/receiver reports, as a browser would have.
         let registry = register_default_interceptors(Registry::new(), &mut media_engine)?;
+        // Last in the chain: hands inbound PLI/FIR to the application (the publisher answers
+        // them with a keyframe); all other inbound RTCP stays with the interceptors.
+        let registry = registry.with(Slot::from(14_000), KeyframeRequestInterceptor::default());
         let setting_engine = SettingEngineBuilder::new()
             .with_include_loopback_candidate(true)
             .build();
@@ -456,17 +529,37 @@ async fn pump(
         tracing::warn!(?kind, "publisher track has no ssrc");
         return;
     };
-    let (frame, ticks) = match kind {
-        MediaKind::Audio => (media::AUDIO_FRAME, media::AUDIO_TICKS_PER_FRAME),
-        MediaKind::Video => (media::VIDEO_FRAME, media::VIDEO_TICKS_PER_FRAME),
+    let clip = Clip::for_kind(kind);
+    // Keyframe requests arrive on the track's event stream; the sender only looks at a flag.
+    let keyframe_wanted = Arc::new(AtomicBool::new(false));
+    let rtcp_watcher = (kind == MediaKind::Video).then(|| {
+        let (track, wanted, stats) = (
+            Arc::clone(&track),
+            Arc::clone(&keyframe_wanted),
+            Arc::clone(&stats),
+        );
+        tokio::spawn(async move {
+            while let Some(event) = track.poll().await {
+                if let TrackLocalEvent::OnRtcpPacket(_) = event {
+                    stats.keyframe_requests.fetch_add(1, Ordering::Relaxed);
+                    wanted.store(true, Ordering::Relaxed);
+                }
+            }
+        })
+    });
+    let _abort_watcher = AbortOnDrop(rtcp_watcher);
+    let mut payloader: Box<dyn rtp::packetizer::Payloader> = match kind {
+        MediaKind::Audio => Box::new(rtp::codec::opus::OpusPayloader),
+        MediaKind::Video => Box::<rtp::codec::vp8::Vp8Payloader>::default(),
     };
-    let mut ticker = tokio::time::interval(frame);
+    let mut ticker = tokio::time::interval(clip.frame_duration);
     // Late ticks are sent late, not in a burst: a real encoder does not catch up either.
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut rtp_seq: u16 = rand::random();
     let mut rtp_ts: u32 = rand::random();
     let mut probe_seq: u32 = 0;
     let mut frame_index: u64 = 0;
+    let mut position: usize = 0;
     let mut failures_in_a_row = 0u32;
     loop {
         ticker.tick().await;
@@ -476,21 +569,29 @@ async fn pump(
         ) {
             return;
         }
+        if keyframe_wanted.swap(false, Ordering::Relaxed) && !clip.frames[position].keyframe {
+            // Jump ahead to the clip's next keyframe: the decoder resyncs there, and the RTP
+            // timestamp still advances one frame, so the stream stays continuous.
+            position = clip.next_keyframe(position);
+            stats.keyframes_on_request.fetch_add(1, Ordering::Relaxed);
+        }
+        let frame = &clip.frames[position];
+        position = (position + 1) % clip.frames.len();
         let now = media::unix_micros();
-        let payloads = match kind {
-            MediaKind::Audio => vec![media::audio_payload(Probe {
-                seq: probe_seq,
-                rtp_timestamp: rtp_ts,
-                sent_at_us: now,
-            })],
-            MediaKind::Video => media::video_frame_payloads(frame_index, |i| Probe {
-                seq: probe_seq + i as u32,
-                rtp_timestamp: rtp_ts,
-                sent_at_us: now,
-            }),
+        let payloads = match payloader.payload(PAYLOAD_MTU, &frame.data) {
+            Ok(p) if !p.is_empty() => p,
+            _ => continue,
         };
         let last = payloads.len() - 1;
         for (i, payload) in payloads.into_iter().enumerate() {
+            let payload = media::with_probe(
+                &payload,
+                Probe {
+                    seq: probe_seq,
+                    rtp_timestamp: rtp_ts,
+                    sent_at_us: now,
+                },
+            );
             let len = payload.len() as u64;
             let packet = rtp::Packet {
                 header: rtp::header::Header {
@@ -530,8 +631,23 @@ async fn pump(
                 }
             }
         }
-        rtp_ts = rtp_ts.wrapping_add(ticks);
+        rtp_ts = rtp_ts.wrapping_add(clip.ticks_per_frame);
         frame_index += 1;
+    }
+}
+
+/// RTP payload budget per packet before the probe trailer: 1200 bytes keeps every packet,
+/// with RTP/SRTP/UDP/IP headers and the trailer, under a 1280-byte path MTU.
+const PAYLOAD_MTU: usize = 1_200 - media::PROBE_LEN;
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(Option<JoinHandle<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let Some(task) = &self.0 {
+            task.abort();
+        }
     }
 }
 

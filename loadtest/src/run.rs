@@ -1,0 +1,1255 @@
+//! The load run: rooms of publishers and subscribers joined at a given rate, a steady
+//! measurement window, and a [`Report`] (per track, aggregate, and the server process's own
+//! CPU time and memory when its pid is known).
+//!
+//! ## Phases
+//! 1. **Ramp**: every member joins through a shared pacer (`ramp` joins per second), rooms in
+//!    parallel; the progress line runs from here on.
+//! 2. **Warm-up** (`warmup`): not measured; lets the last subscribers get their first keyframe.
+//! 3. **Window** (`duration`): receive counters, the latency histogram and the server's
+//!    utime+stime are snapshotted at both ends; rates, percentiles and CPU per forwarded packet
+//!    come from the difference.
+//! 4. **Leave**: everyone leaves; failures seen up to here are in the report.
+//!
+//! Latency is publisher send → subscriber receive, both clocks being this process's wall
+//! clock. Forwarded packets are counted at the subscribers, so the figure is the same for any
+//! server (Switchboard or Janus).
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tokio::sync::mpsc;
+use webrtc::peer_connection::RTCPeerConnectionState;
+
+use crate::host::{HostEvent, RoomServer};
+use crate::janus::JanusMember;
+use crate::media::{self, LatencyHistogram, MediaKind, ReceiveStats, SendStats};
+use crate::peer::{PeerConfig, PeerEvent, Publisher, Subscriber};
+use crate::procstat::ProcSample;
+use crate::{CallKind, MediaEvent, Participant, ParticipantConfig, ParticipantEvent, ServerEvent};
+
+/// Which server, and how to reach it.
+#[derive(Clone)]
+pub enum Target {
+    /// Switchboard's SFU driven through its room API (in process or an `sfu-host` process):
+    /// rooms of any shape.
+    Sfu(Arc<dyn RoomServer>),
+    /// A Switchboard server through its real signaling (HTTP sign-in, Socket.IO). Signaling
+    /// has 1:1 calls only, so every room is one call of two publishers.
+    Switchboard {
+        /// Base URL, e.g. `http://127.0.0.1:8080`.
+        url: String,
+    },
+    /// Janus's VideoRoom plugin through Janus's HTTP API.
+    Janus {
+        /// Janus HTTP API base, e.g. `http://127.0.0.1:8088/janus`.
+        url: String,
+    },
+}
+
+/// What to run.
+#[derive(Clone)]
+pub struct RunConfig {
+    /// The server.
+    pub target: Target,
+    /// Rooms.
+    pub rooms: usize,
+    /// Publishers per room (they also subscribe to each other).
+    pub publishers: usize,
+    /// Receive-only members per room.
+    pub subscribers: usize,
+    /// Publish Opus only.
+    pub audio_only: bool,
+    /// Joins per second, over all rooms.
+    pub ramp: f64,
+    /// Unmeasured time between the last join and the window.
+    pub warmup: Duration,
+    /// The measurement window.
+    pub duration: Duration,
+    /// Peer connection settings.
+    pub peer: PeerConfig,
+    /// Print a progress line to stderr every second.
+    pub progress: bool,
+    /// The server's pid, for CPU and memory from `/proc` (the target's own pid if it has one).
+    pub server_pid: Option<u32>,
+}
+
+/// Failures seen during a run.
+#[derive(Default)]
+pub struct Failures {
+    // std Mutex: push/copy only.
+    list: Mutex<Vec<String>>,
+    /// Set once everyone is leaving: connection state changes are expected from then on.
+    leaving: AtomicBool,
+}
+
+impl Failures {
+    /// Records a failure (ignored once the run is leaving).
+    pub fn push(&self, failure: String) {
+        if !self.leaving.load(Ordering::Relaxed) {
+            tracing::warn!(%failure, "failure");
+            self.list
+                .lock()
+                .expect("failures lock poisoned")
+                .push(failure);
+        }
+    }
+
+    fn all(&self) -> Vec<String> {
+        self.list.lock().expect("failures lock poisoned").clone()
+    }
+}
+
+/// One member of a room, on whatever target.
+pub struct Member {
+    /// `r{room}-p{i}` or `r{room}-s{i}`.
+    pub name: String,
+    /// Room index.
+    pub room: usize,
+    /// Tracks this member should receive (from the other publishers of its room).
+    pub expected_tracks: usize,
+    /// What it sent, if it publishes.
+    pub send: Option<Arc<SendStats>>,
+    /// What it received.
+    pub receive: Arc<ReceiveStats>,
+    conn: Conn,
+}
+
+enum Conn {
+    Sfu {
+        server: Arc<dyn RoomServer>,
+        id: String,
+        publisher: Option<Publisher>,
+        subscriber: Arc<tokio::sync::Mutex<Option<Subscriber>>>,
+        task: tokio::task::JoinHandle<()>,
+    },
+    Call(Box<Participant>, Option<crate::CallId>),
+    Janus(Box<JanusMember>),
+}
+
+impl Member {
+    /// Leaves the room and closes the connections.
+    pub async fn leave(self) {
+        match self.conn {
+            Conn::Sfu {
+                server,
+                id,
+                publisher,
+                subscriber,
+                task,
+            } => {
+                task.abort();
+                let _ = server.leave(&id).await;
+                if let Some(p) = publisher {
+                    let _ = p.close().await;
+                }
+                if let Some(s) = subscriber.lock().await.take() {
+                    let _ = s.close().await;
+                }
+            }
+            Conn::Call(participant, call) => {
+                if let Some(call) = call {
+                    let _ = participant.signaling().end_call(&call, None).await;
+                }
+                participant.close().await;
+            }
+            Conn::Janus(member) => member.leave().await,
+        }
+    }
+}
+
+/// Spaces joins `1/ramp` seconds apart, across every task that shares it.
+pub struct Pacer {
+    interval: tokio::sync::Mutex<tokio::time::Interval>,
+}
+
+impl Pacer {
+    /// `per_second` joins per second (≤ 0 = no pacing).
+    pub fn new(per_second: f64) -> Arc<Pacer> {
+        let period = if per_second > 0.0 {
+            Duration::from_secs_f64(1.0 / per_second)
+        } else {
+            Duration::from_micros(1)
+        };
+        let mut interval = tokio::time::interval(period);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        Arc::new(Pacer {
+            interval: tokio::sync::Mutex::new(interval),
+        })
+    }
+
+    /// Waits for the next join slot.
+    pub async fn wait(&self) {
+        self.interval.lock().await.tick().await;
+    }
+}
+
+fn watch_peer(
+    name: String,
+    mut events: mpsc::UnboundedReceiver<PeerEvent>,
+    failures: Arc<Failures>,
+) {
+    tokio::spawn(async move {
+        while let Some(event) = events.recv().await {
+            if let PeerEvent::StateChanged {
+                target,
+                state: RTCPeerConnectionState::Failed,
+            } = event
+            {
+                failures.push(format!("{name}: {target:?} connection failed"));
+            }
+        }
+    });
+}
+
+/// Joins one member to a room of the SFU: publishes (if `publish`), and answers every
+/// subscriber offer, creating the subscriber connection on the first.
+async fn join_sfu(
+    server: Arc<dyn RoomServer>,
+    room_name: &str,
+    name: &str,
+    publish: bool,
+    video: bool,
+    peer: &PeerConfig,
+    failures: Arc<Failures>,
+) -> Result<(Conn, Arc<ReceiveStats>), String> {
+    let receive = Arc::new(ReceiveStats::default());
+    receive
+        .started_us
+        .store(media::unix_micros(), Ordering::Relaxed);
+    let id = format!("{room_name}/{name}");
+    let mut events = server.join(room_name, &id, name).await?;
+    let (peer_tx, peer_rx) = mpsc::unbounded_channel();
+    watch_peer(id.clone(), peer_rx, Arc::clone(&failures));
+    let subscriber: Arc<tokio::sync::Mutex<Option<Subscriber>>> = Arc::default();
+    let task = {
+        let (server, id, subscriber, receive, peer, peer_tx, failures) = (
+            Arc::clone(&server),
+            id.clone(),
+            Arc::clone(&subscriber),
+            Arc::clone(&receive),
+            peer.clone(),
+            peer_tx.clone(),
+            Arc::clone(&failures),
+        );
+        tokio::spawn(async move {
+            while let Some(event) = events.recv().await {
+                match event {
+                    HostEvent::SubscriberOffer(sdp) => {
+                        let mut slot = subscriber.lock().await;
+                        if slot.is_none() {
+                            match Subscriber::new(&peer, Arc::clone(&receive), peer_tx.clone())
+                                .await
+                            {
+                                Ok(s) => *slot = Some(s),
+                                Err(e) => {
+                                    failures.push(format!("{id}: subscriber: {e}"));
+                                    continue;
+                                }
+                            }
+                        }
+                        let sub = slot.as_ref().expect("just set");
+                        let result = match sub.answer(sdp).await {
+                            Ok(answer) => server.subscriber_answer(&id, answer).await,
+                            Err(e) => Err(e.to_string()),
+                        };
+                        if let Err(e) = result {
+                            failures.push(format!("{id}: subscriber answer: {e}"));
+                        }
+                    }
+                    HostEvent::Failed(reason) => {
+                        failures.push(format!("{id}: SFU dropped it: {reason}"))
+                    }
+                }
+            }
+        })
+    };
+    let publisher = if publish {
+        let setup = async {
+            let p = Publisher::new(peer, name, video, peer_tx.clone())
+                .await
+                .map_err(|e| e.to_string())?;
+            let offer = p.create_offer().await.map_err(|e| e.to_string())?;
+            let answer = server.publish(&id, offer).await?;
+            p.set_answer(answer).await.map_err(|e| e.to_string())?;
+            p.start_media();
+            Ok::<_, String>(p)
+        };
+        match setup.await {
+            Ok(p) => Some(p),
+            Err(e) => {
+                task.abort();
+                let _ = server.leave(&id).await;
+                return Err(format!("{id}: publish: {e}"));
+            }
+        }
+    } else {
+        None
+    };
+    Ok((
+        Conn::Sfu {
+            server,
+            id,
+            publisher,
+            subscriber,
+            task,
+        },
+        receive,
+    ))
+}
+
+/// Everything members registered so far, for the progress line and the report.
+#[derive(Default)]
+pub struct Registry {
+    // std Mutex: push/copy only.
+    receivers: Mutex<Vec<Arc<ReceiveStats>>>,
+    joined: AtomicUsize,
+    failed_joins: AtomicUsize,
+}
+
+impl Registry {
+    fn add(&self, m: &Member) {
+        self.receivers
+            .lock()
+            .expect("registry lock poisoned")
+            .push(Arc::clone(&m.receive));
+        self.joined.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn receivers(&self) -> Vec<Arc<ReceiveStats>> {
+        self.receivers
+            .lock()
+            .expect("registry lock poisoned")
+            .clone()
+    }
+}
+
+/// Totals over every received track at one instant.
+#[derive(Clone, Debug, Default)]
+struct Totals {
+    at: Option<Instant>,
+    packets: u64,
+    bytes: u64,
+    lost: u64,
+    expected: u64,
+    latency: LatencyHistogram,
+    server: Option<ProcSample>,
+}
+
+fn totals(receivers: &[Arc<ReceiveStats>], pid: Option<u32>) -> Totals {
+    let mut t = Totals {
+        at: Some(Instant::now()),
+        server: pid.and_then(ProcSample::read),
+        ..Totals::default()
+    };
+    for r in receivers {
+        for track in r.snapshot() {
+            t.packets += track.packets;
+            t.bytes += track.bytes;
+            t.lost += track.lost;
+            t.expected += track.expected;
+            t.latency.add(&track.latency);
+        }
+    }
+    t
+}
+
+/// One received track in the report.
+#[derive(Clone, Debug, Serialize)]
+pub struct TrackReport {
+    /// Receiving member.
+    pub subscriber: String,
+    /// Publishing member (the track's stream id).
+    pub publisher: String,
+    /// `audio` or `video`.
+    pub kind: &'static str,
+    /// RTP packets received.
+    pub packets: u64,
+    /// Mean bitrate since the first packet, kbit/s.
+    pub bitrate_kbps: f64,
+    /// Probe-sequence gaps left after retransmission.
+    pub lost: u64,
+    /// `lost / expected`, percent.
+    pub loss_percent: f64,
+    /// RFC 3550 jitter, ms.
+    pub jitter_ms: f64,
+    /// One-way latency percentiles, ms.
+    pub latency_p50_ms: Option<f64>,
+    /// 99th percentile.
+    pub latency_p99_ms: Option<f64>,
+    /// Worst.
+    pub latency_max_ms: Option<f64>,
+    /// Join start → first packet of this track, ms.
+    pub time_to_first_packet_ms: Option<f64>,
+}
+
+/// The server process, from `/proc`.
+#[derive(Clone, Debug, Serialize)]
+pub struct ServerReport {
+    /// Its pid.
+    pub pid: u32,
+    /// utime+stime over the window, seconds.
+    pub cpu_seconds: f64,
+    /// CPU share of one core over the window, percent.
+    pub cpu_percent: f64,
+    /// Server CPU µs per packet received by a subscriber in the window.
+    pub cpu_us_per_forwarded_packet: Option<f64>,
+    /// VmRSS before the ramp, MiB.
+    pub rss_before_mib: f64,
+    /// VmRSS at the end of the window, MiB.
+    pub rss_mib: f64,
+    /// (rss − rss_before) / members, KiB.
+    pub rss_per_participant_kib: f64,
+    /// Threads (`/proc/<pid>/task`) at the end of the window.
+    pub threads: usize,
+}
+
+/// Per-kind aggregates of the window.
+#[derive(Clone, Debug, Serialize)]
+pub struct KindSummary {
+    /// `audio` or `video`.
+    pub kind: &'static str,
+    /// Received tracks.
+    pub tracks: usize,
+    /// Packets in all of them.
+    pub packets: u64,
+    /// Lost percent.
+    pub loss_percent: f64,
+    /// Median of the per-track jitter, ms.
+    pub jitter_median_ms: f64,
+    /// Latency p50 over all packets of the kind (whole run), ms.
+    pub latency_p50_ms: Option<f64>,
+    /// p99.
+    pub latency_p99_ms: Option<f64>,
+    /// Slowest track's time to first packet, ms.
+    pub time_to_first_packet_max_ms: Option<f64>,
+}
+
+/// What a run measured.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    /// `switchboard-sfu`, `switchboard` or `janus`.
+    pub target: String,
+    /// Rooms.
+    pub rooms: usize,
+    /// Publishers per room.
+    pub publishers: usize,
+    /// Subscribers per room.
+    pub subscribers: usize,
+    /// Audio only.
+    pub audio_only: bool,
+    /// Members that joined.
+    pub joined: usize,
+    /// Members that failed to join.
+    pub failed_joins: usize,
+    /// Every failure (joins, connections, the server dropping members).
+    pub failures: Vec<String>,
+    /// Tracks expected but never received anything.
+    pub missing_tracks: usize,
+    /// Window length, seconds.
+    pub window_seconds: f64,
+    /// Packets received by all subscribers in the window, per second.
+    pub forwarded_packets_per_second: f64,
+    /// Bitrate received by all subscribers in the window, Mbit/s.
+    pub received_mbps: f64,
+    /// Loss over the whole run, percent.
+    pub loss_percent: f64,
+    /// One-way latency over the window's packets, ms.
+    pub latency_p50_ms: Option<f64>,
+    /// p99.
+    pub latency_p99_ms: Option<f64>,
+    /// Per kind.
+    pub kinds: Vec<KindSummary>,
+    /// Server process figures, when its pid is known.
+    pub server: Option<ServerReport>,
+    /// Packets the publishers sent, and keyframe requests they answered.
+    pub sent_packets: u64,
+    /// PLI/FIR received by publishers.
+    pub keyframe_requests: u64,
+    /// Every received track.
+    pub tracks: Vec<TrackReport>,
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn round(x: f64, digits: i32) -> f64 {
+    let f = 10f64.powi(digits);
+    (x * f).round() / f
+}
+
+/// Per-kind accumulator for [`KindSummary`].
+#[derive(Default)]
+struct KindAcc {
+    tracks: usize,
+    packets: u64,
+    lost: u64,
+    expected: u64,
+    jitters: Vec<f64>,
+    latency: LatencyHistogram,
+    ttfp_max: f64,
+}
+
+/// Runs the load and returns its report.
+pub async fn run(config: RunConfig) -> Report {
+    let failures = Arc::new(Failures::default());
+    let registry = Arc::new(Registry::default());
+    let pacer = Pacer::new(config.ramp);
+    let server_pid = config.server_pid.or(match &config.target {
+        Target::Sfu(s) => s.pid(),
+        _ => None,
+    });
+    let before = server_pid.and_then(ProcSample::read);
+    let started = Instant::now();
+
+    let progress = config.progress.then(|| {
+        let (registry, failures) = (Arc::clone(&registry), Arc::clone(&failures));
+        let total = config.rooms * (config.publishers + config.subscribers);
+        tokio::spawn(async move {
+            let mut last = totals(&[], None);
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let now = totals(&registry.receivers(), None);
+                let dt = now.at.zip(last.at).map(|(a, b)| (a - b).as_secs_f64()).unwrap_or(1.0);
+                let loss = if now.expected > 0 {
+                    100.0 * now.lost as f64 / now.expected as f64
+                } else {
+                    0.0
+                };
+                eprintln!(
+                    "[{:>4}s] clients {}/{} joined ({} failed), rx {:.1} Mbit/s, {:.0} packets/s, loss {:.2}%, failures {}",
+                    started.elapsed().as_secs(),
+                    registry.joined.load(Ordering::Relaxed),
+                    total,
+                    registry.failed_joins.load(Ordering::Relaxed),
+                    (now.bytes - last.bytes.min(now.bytes)) as f64 * 8.0 / dt / 1e6,
+                    (now.packets - last.packets.min(now.packets)) as f64 / dt,
+                    loss,
+                    failures.all().len(),
+                );
+                last = now;
+            }
+        })
+    });
+
+    // 1. Ramp: rooms in parallel, members through the pacer.
+    let mut room_tasks = Vec::new();
+    for room in 0..config.rooms {
+        let (config, pacer, failures, registry) = (
+            config.clone(),
+            Arc::clone(&pacer),
+            Arc::clone(&failures),
+            Arc::clone(&registry),
+        );
+        room_tasks.push(tokio::spawn(async move {
+            join_room(&config, room, pacer, failures, registry).await
+        }));
+    }
+    let mut members = Vec::new();
+    for task in room_tasks {
+        if let Ok(m) = task.await {
+            members.extend(m);
+        }
+    }
+
+    // 2. Warm-up, 3. window.
+    tokio::time::sleep(config.warmup).await;
+    let receivers = registry.receivers();
+    let a = totals(&receivers, server_pid);
+    tokio::time::sleep(config.duration).await;
+    let b = totals(&receivers, server_pid);
+    if let Some(p) = progress {
+        p.abort();
+    }
+
+    let report = build_report(
+        &config,
+        &registry,
+        &failures,
+        &members,
+        &a,
+        &b,
+        before.as_ref(),
+    );
+
+    // 4. Leave.
+    failures.leaving.store(true, Ordering::Relaxed);
+    let leaves: Vec<_> = members
+        .into_iter()
+        .map(|m| tokio::spawn(m.leave()))
+        .collect();
+    for l in leaves {
+        let _ = l.await;
+    }
+    report
+}
+
+async fn join_room(
+    config: &RunConfig,
+    room: usize,
+    pacer: Arc<Pacer>,
+    failures: Arc<Failures>,
+    registry: Arc<Registry>,
+) -> Vec<Member> {
+    let kinds = if config.audio_only { 1 } else { 2 };
+    let mut members = Vec::new();
+    match &config.target {
+        Target::Sfu(server) => {
+            let room_name = format!("lt-room-{room}");
+            // Publishers first, one after the other (each waits for its answer), then the
+            // subscribers concurrently, all through the pacer.
+            let mut pending = Vec::new();
+            for i in 0..config.publishers + config.subscribers {
+                let publish = i < config.publishers;
+                let name = if publish {
+                    format!("r{room}-p{i}")
+                } else {
+                    format!("r{room}-s{}", i - config.publishers)
+                };
+                let expected = (config.publishers - usize::from(publish)) * kinds;
+                let (server, room_name, peer, failures, pacer, registry) = (
+                    Arc::clone(server),
+                    room_name.clone(),
+                    config.peer.clone(),
+                    Arc::clone(&failures),
+                    Arc::clone(&pacer),
+                    Arc::clone(&registry),
+                );
+                let video = !config.audio_only;
+                let join = async move {
+                    pacer.wait().await;
+                    match join_sfu(
+                        server,
+                        &room_name,
+                        &name,
+                        publish,
+                        video,
+                        &peer,
+                        Arc::clone(&failures),
+                    )
+                    .await
+                    {
+                        Ok((conn, receive)) => {
+                            let send = match &conn {
+                                Conn::Sfu {
+                                    publisher: Some(p), ..
+                                } => Some(Arc::clone(p.stats())),
+                                _ => None,
+                            };
+                            let m = Member {
+                                name,
+                                room,
+                                expected_tracks: expected,
+                                send,
+                                receive,
+                                conn,
+                            };
+                            registry.add(&m);
+                            Some(m)
+                        }
+                        Err(e) => {
+                            registry.failed_joins.fetch_add(1, Ordering::Relaxed);
+                            failures.push(format!("{name}: join: {e}"));
+                            None
+                        }
+                    }
+                };
+                if publish {
+                    members.extend(join.await);
+                } else {
+                    pending.push(tokio::spawn(join));
+                }
+            }
+            for p in pending {
+                if let Ok(Some(m)) = p.await {
+                    members.push(m);
+                }
+            }
+        }
+        Target::Switchboard { url } => {
+            match join_call(url, config, room, &pacer, &failures).await {
+                Ok(pair) => {
+                    for m in pair {
+                        registry.add(&m);
+                        members.push(m);
+                    }
+                }
+                Err(e) => {
+                    registry.failed_joins.fetch_add(2, Ordering::Relaxed);
+                    failures.push(format!("room {room}: {e}"));
+                }
+            }
+        }
+        Target::Janus { url } => {
+            let room_id = 1_000 + room as u64;
+            if let Err(e) = crate::janus::create_room(url, room_id).await {
+                failures.push(format!("room {room}: janus create: {e}"));
+                return members;
+            }
+            // Publishers first (subscribers need their feed ids).
+            let mut feeds = Vec::new();
+            for i in 0..config.publishers {
+                pacer.wait().await;
+                let name = format!("r{room}-p{i}");
+                match JanusMember::publish(
+                    url,
+                    room_id,
+                    &name,
+                    !config.audio_only,
+                    &config.peer,
+                    Arc::clone(&failures),
+                )
+                .await
+                {
+                    Ok(m) => {
+                        feeds.push(m.feed_id());
+                        let member = Member {
+                            name,
+                            room,
+                            expected_tracks: 0,
+                            send: m.send_stats(),
+                            receive: Arc::new(ReceiveStats::default()),
+                            conn: Conn::Janus(Box::new(m)),
+                        };
+                        registry.add(&member);
+                        members.push(member);
+                    }
+                    Err(e) => {
+                        registry.failed_joins.fetch_add(1, Ordering::Relaxed);
+                        failures.push(format!("{name}: janus publish: {e}"));
+                    }
+                }
+            }
+            let mut pending = Vec::new();
+            for i in 0..config.subscribers {
+                let (url, peer, failures, pacer, registry, feeds) = (
+                    url.clone(),
+                    config.peer.clone(),
+                    Arc::clone(&failures),
+                    Arc::clone(&pacer),
+                    Arc::clone(&registry),
+                    feeds.clone(),
+                );
+                let expected = feeds.len() * kinds;
+                pending.push(tokio::spawn(async move {
+                    pacer.wait().await;
+                    let name = format!("r{room}-s{i}");
+                    match JanusMember::subscribe(
+                        &url,
+                        room_id,
+                        &feeds,
+                        &peer,
+                        Arc::clone(&failures),
+                    )
+                    .await
+                    {
+                        Ok(m) => {
+                            let member = Member {
+                                name,
+                                room,
+                                expected_tracks: expected,
+                                send: None,
+                                receive: m.receive_stats(),
+                                conn: Conn::Janus(Box::new(m)),
+                            };
+                            registry.add(&member);
+                            Some(member)
+                        }
+                        Err(e) => {
+                            registry.failed_joins.fetch_add(1, Ordering::Relaxed);
+                            failures.push(format!("{name}: janus subscribe: {e}"));
+                            None
+                        }
+                    }
+                }));
+            }
+            for p in pending {
+                if let Ok(Some(m)) = p.await {
+                    members.push(m);
+                }
+            }
+        }
+    }
+    members
+}
+
+/// A room on real signaling: a 1:1 call, the first member calling the second.
+async fn join_call(
+    url: &str,
+    config: &RunConfig,
+    room: usize,
+    pacer: &Pacer,
+    failures: &Arc<Failures>,
+) -> Result<Vec<Member>, String> {
+    let http = reqwest::Client::new();
+    let pc = ParticipantConfig {
+        peer: config.peer.clone(),
+        ..ParticipantConfig::default()
+    };
+    pacer.wait().await;
+    let (caller, caller_events) = Participant::join(&http, url, &format!("r{room}-p0"), pc.clone())
+        .await
+        .map_err(|e| e.to_string())?;
+    caller
+        .receive_stats()
+        .started_us
+        .store(media::unix_micros(), Ordering::Relaxed);
+    pacer.wait().await;
+    let (callee, mut callee_events) = Participant::join(&http, url, &format!("r{room}-p1"), pc)
+        .await
+        .map_err(|e| e.to_string())?;
+    callee
+        .receive_stats()
+        .started_us
+        .store(media::unix_micros(), Ordering::Relaxed);
+    let kind = if config.audio_only {
+        CallKind::Voice
+    } else {
+        CallKind::Video
+    };
+    let call = caller
+        .signaling()
+        .initiate_call(&callee.user().id, kind)
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(event) = callee_events.recv().await {
+            if let ParticipantEvent::Signal(ServerEvent::IncomingCall { call_id, .. }) = &event {
+                if *call_id == call {
+                    return Ok(());
+                }
+            }
+        }
+        Err("callee events ended".to_owned())
+    })
+    .await
+    .map_err(|_| "no incoming_call within 10 s".to_owned())??;
+    callee
+        .signaling()
+        .accept_call(&call)
+        .await
+        .map_err(|e| e.to_string())?;
+    for (who, mut events) in [
+        (format!("r{room}-p0"), caller_events),
+        (format!("r{room}-p1"), callee_events),
+    ] {
+        let failures = Arc::clone(failures);
+        tokio::spawn(async move {
+            while let Some(event) = events.recv().await {
+                let failure = match &event {
+                    ParticipantEvent::Media(MediaEvent::Failed { error, .. }) => {
+                        Some(format!("media failed: {error}"))
+                    }
+                    ParticipantEvent::Signal(ServerEvent::Error(e)) => {
+                        Some(format!("server error {}: {}", e.code, e.message))
+                    }
+                    ParticipantEvent::Signal(ServerEvent::CallEnded { reason, .. }) => {
+                        Some(format!("call ended: {reason:?}"))
+                    }
+                    _ => None,
+                };
+                if let Some(f) = failure {
+                    failures.push(format!("{who}: {f}"));
+                }
+            }
+        });
+    }
+    let kinds = if config.audio_only { 1 } else { 2 };
+    let mut out = Vec::new();
+    for (i, p) in [caller, callee].into_iter().enumerate() {
+        let receive = Arc::clone(p.receive_stats());
+        // The publisher exists once call_accepted was handled; poll briefly for it.
+        let mut send = None;
+        for _ in 0..50 {
+            if let Some(m) = p.media() {
+                send = Some(Arc::clone(m.publisher.stats()));
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        out.push(Member {
+            name: format!("r{room}-p{i}"),
+            room,
+            expected_tracks: kinds,
+            send,
+            receive,
+            conn: Conn::Call(Box::new(p), (i == 0).then(|| call.clone())),
+        });
+    }
+    Ok(out)
+}
+
+fn build_report(
+    config: &RunConfig,
+    registry: &Registry,
+    failures: &Failures,
+    members: &[Member],
+    a: &Totals,
+    b: &Totals,
+    before: Option<&ProcSample>,
+) -> Report {
+    let window =
+        b.at.zip(a.at)
+            .map(|(b, a)| (b - a).as_secs_f64())
+            .unwrap_or(0.0)
+            .max(1e-9);
+    let forwarded = b.packets.saturating_sub(a.packets);
+    let latency = b.latency.since(&a.latency);
+    let mut tracks = Vec::new();
+    let mut missing = 0;
+    let now = media::unix_micros();
+    let mut per_kind: BTreeMap<&'static str, KindAcc> = BTreeMap::new();
+    let mut missing_list = Vec::new();
+    for m in members {
+        let snap = m.receive.snapshot();
+        let started = m.receive.started_us.load(Ordering::Relaxed);
+        let received = snap.iter().filter(|t| t.packets > 0).count();
+        if received < m.expected_tracks {
+            missing += m.expected_tracks - received;
+            missing_list.push(format!(
+                "{}: received {received} of {} tracks",
+                m.name, m.expected_tracks
+            ));
+        }
+        for t in snap {
+            let kind = match t.kind {
+                MediaKind::Audio => "audio",
+                MediaKind::Video => "video",
+            };
+            let since_first = if t.first_packet_us > 0 {
+                (now.saturating_sub(t.first_packet_us)) as f64 / 1e6
+            } else {
+                0.0
+            };
+            let ttfp = (t.first_packet_us > 0 && started > 0)
+                .then(|| t.first_packet_us.saturating_sub(started) as f64 / 1e3);
+            let loss = if t.expected > 0 {
+                100.0 * t.lost as f64 / t.expected as f64
+            } else {
+                0.0
+            };
+            let e = per_kind.entry(kind).or_default();
+            e.tracks += 1;
+            e.packets += t.packets;
+            e.lost += t.lost;
+            e.expected += t.expected;
+            e.jitters.push(ms(t.jitter));
+            e.latency.add(&t.latency);
+            e.ttfp_max = e.ttfp_max.max(ttfp.unwrap_or(0.0));
+            tracks.push(TrackReport {
+                subscriber: m.name.clone(),
+                publisher: t.key.stream_id.clone(),
+                kind,
+                packets: t.packets,
+                bitrate_kbps: round(
+                    if since_first > 0.0 {
+                        t.bytes as f64 * 8.0 / since_first / 1e3
+                    } else {
+                        0.0
+                    },
+                    1,
+                ),
+                lost: t.lost,
+                loss_percent: round(loss, 3),
+                jitter_ms: round(ms(t.jitter), 3),
+                latency_p50_ms: t.latency.quantile(0.5).map(|d| round(ms(d), 3)),
+                latency_p99_ms: t.latency.quantile(0.99).map(|d| round(ms(d), 3)),
+                latency_max_ms: t.max_latency.map(|d| round(ms(d), 3)),
+                time_to_first_packet_ms: ttfp.map(|x| round(x, 1)),
+            });
+        }
+    }
+    let kinds = per_kind
+        .into_iter()
+        .map(
+            |(
+                kind,
+                KindAcc {
+                    tracks: n,
+                    packets,
+                    lost,
+                    expected,
+                    mut jitters,
+                    latency: hist,
+                    ttfp_max: ttfp,
+                },
+            )| {
+                jitters.sort_by(|a, b| a.total_cmp(b));
+                KindSummary {
+                    kind,
+                    tracks: n,
+                    packets,
+                    loss_percent: round(
+                        if expected > 0 {
+                            100.0 * lost as f64 / expected as f64
+                        } else {
+                            0.0
+                        },
+                        3,
+                    ),
+                    jitter_median_ms: round(
+                        jitters.get(jitters.len() / 2).copied().unwrap_or(0.0),
+                        3,
+                    ),
+                    latency_p50_ms: hist.quantile(0.5).map(|d| round(ms(d), 3)),
+                    latency_p99_ms: hist.quantile(0.99).map(|d| round(ms(d), 3)),
+                    time_to_first_packet_max_ms: (n > 0).then_some(round(ttfp, 1)),
+                }
+            },
+        )
+        .collect();
+    let server = match (&a.server, &b.server) {
+        (Some(sa), Some(sb)) => {
+            let cpu = sb.cpu_seconds - sa.cpu_seconds;
+            let rss_before = before.map(|s| s.rss_kib).unwrap_or(sa.rss_kib);
+            let n = members.len().max(1) as f64;
+            Some(ServerReport {
+                pid: sb.pid,
+                cpu_seconds: round(cpu, 3),
+                cpu_percent: round(100.0 * cpu / window, 1),
+                cpu_us_per_forwarded_packet: (forwarded > 0)
+                    .then(|| round(cpu * 1e6 / forwarded as f64, 2)),
+                rss_before_mib: round(rss_before as f64 / 1024.0, 1),
+                rss_mib: round(sb.rss_kib as f64 / 1024.0, 1),
+                rss_per_participant_kib: round((sb.rss_kib as f64 - rss_before as f64) / n, 1),
+                threads: sb.threads,
+            })
+        }
+        _ => None,
+    };
+    let mut all_failures = failures.all();
+    all_failures.extend(missing_list);
+    let sends: Vec<Arc<SendStats>> = members.iter().filter_map(|m| m.send.clone()).collect();
+    Report {
+        target: match &config.target {
+            Target::Sfu(_) => "switchboard-sfu",
+            Target::Switchboard { .. } => "switchboard",
+            Target::Janus { .. } => "janus",
+        }
+        .into(),
+        rooms: config.rooms,
+        publishers: config.publishers,
+        subscribers: config.subscribers,
+        audio_only: config.audio_only,
+        joined: registry.joined.load(Ordering::Relaxed),
+        failed_joins: registry.failed_joins.load(Ordering::Relaxed),
+        failures: all_failures,
+        missing_tracks: missing,
+        window_seconds: round(window, 2),
+        forwarded_packets_per_second: round(forwarded as f64 / window, 1),
+        received_mbps: round(
+            b.bytes.saturating_sub(a.bytes) as f64 * 8.0 / window / 1e6,
+            2,
+        ),
+        loss_percent: round(
+            if b.expected > 0 {
+                100.0 * b.lost as f64 / b.expected as f64
+            } else {
+                0.0
+            },
+            3,
+        ),
+        latency_p50_ms: latency.quantile(0.5).map(|d| round(ms(d), 3)),
+        latency_p99_ms: latency.quantile(0.99).map(|d| round(ms(d), 3)),
+        kinds,
+        server,
+        sent_packets: sends
+            .iter()
+            .map(|s| {
+                s.audio_packets.load(Ordering::Relaxed) + s.video_packets.load(Ordering::Relaxed)
+            })
+            .sum(),
+        keyframe_requests: sends
+            .iter()
+            .map(|s| s.keyframe_requests.load(Ordering::Relaxed))
+            .sum(),
+        tracks,
+    }
+}
+
+/// What a churn run measured.
+#[derive(Clone, Debug, Serialize)]
+pub struct ChurnReport {
+    /// Join/leave cycles run (after the warm-up cycles).
+    pub cycles: usize,
+    /// Cycles run before the baseline, to warm allocator caches and lazily built state.
+    pub warmup_cycles: usize,
+    /// Cycles whose subscriber received media before leaving.
+    pub cycles_with_media: usize,
+    /// Failures.
+    pub failures: Vec<String>,
+    /// Server process at the baseline (steady publisher in the room, after the warm-up cycles).
+    pub before: Option<ProcReport>,
+    /// Server process after the last cycle left (and 3 s to settle).
+    pub after: Option<ProcReport>,
+    /// The SFU's own counters at the baseline and after (participants, subscriptions).
+    pub sfu_before: Option<serde_json::Value>,
+    /// After.
+    pub sfu_after: Option<serde_json::Value>,
+    /// Wall time of the measured cycles, seconds.
+    pub seconds: f64,
+}
+
+/// A `/proc` reading in the report.
+#[derive(Clone, Debug, Serialize)]
+pub struct ProcReport {
+    /// VmRSS, MiB.
+    pub rss_mib: f64,
+    /// Threads.
+    pub threads: usize,
+}
+
+fn proc_report(pid: Option<u32>) -> Option<ProcReport> {
+    let s = ProcSample::read(pid?)?;
+    Some(ProcReport {
+        rss_mib: round(s.rss_kib as f64 / 1024.0, 2),
+        threads: s.threads,
+    })
+}
+
+/// Churn: one steady publisher in a room, then `cycles` subscribers that each join, wait for
+/// their first packet (at most 5 s), and leave, `concurrency` at a time. Server memory, thread
+/// count and the SFU's participant/subscription counts before and after must match.
+pub async fn churn(
+    server: Arc<dyn RoomServer>,
+    cycles: usize,
+    warmup_cycles: usize,
+    concurrency: usize,
+    peer: PeerConfig,
+    audio_only: bool,
+) -> ChurnReport {
+    let failures = Arc::new(Failures::default());
+    let pid = server.pid();
+    let room = "lt-churn";
+    let publisher = join_sfu(
+        Arc::clone(&server),
+        room,
+        "churn-pub",
+        true,
+        !audio_only,
+        &peer,
+        Arc::clone(&failures),
+    )
+    .await;
+    let publisher = match publisher {
+        Ok((conn, _)) => conn,
+        Err(e) => {
+            return ChurnReport {
+                cycles: 0,
+                warmup_cycles,
+                cycles_with_media: 0,
+                failures: vec![format!("churn publisher: {e}")],
+                before: None,
+                after: None,
+                sfu_before: None,
+                sfu_after: None,
+                seconds: 0.0,
+            }
+        }
+    };
+    let run_cycles = |n: usize, offset: usize| {
+        let (server, peer, failures) = (Arc::clone(&server), peer.clone(), Arc::clone(&failures));
+        async move {
+            let limit = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
+            let mut tasks = Vec::new();
+            for i in 0..n {
+                let permit = Arc::clone(&limit)
+                    .acquire_owned()
+                    .await
+                    .expect("open semaphore");
+                let (server, peer, failures) =
+                    (Arc::clone(&server), peer.clone(), Arc::clone(&failures));
+                tasks.push(tokio::spawn(async move {
+                    let _permit = permit;
+                    let name = format!("churn-{}", offset + i);
+                    match join_sfu(
+                        server,
+                        room,
+                        &name,
+                        false,
+                        false,
+                        &peer,
+                        Arc::clone(&failures),
+                    )
+                    .await
+                    {
+                        Ok((conn, receive)) => {
+                            let deadline = Instant::now() + Duration::from_secs(5);
+                            let mut got = false;
+                            while Instant::now() < deadline {
+                                if receive.snapshot().iter().any(|t| t.packets > 0) {
+                                    got = true;
+                                    break;
+                                }
+                                tokio::time::sleep(Duration::from_millis(20)).await;
+                            }
+                            if !got {
+                                failures.push(format!("{name}: no media within 5 s"));
+                            }
+                            Member {
+                                name,
+                                room: 0,
+                                expected_tracks: 0,
+                                send: None,
+                                receive,
+                                conn,
+                            }
+                            .leave()
+                            .await;
+                            got
+                        }
+                        Err(e) => {
+                            failures.push(format!("{name}: join: {e}"));
+                            false
+                        }
+                    }
+                }));
+            }
+            let mut ok = 0;
+            for t in tasks {
+                if let Ok(true) = t.await {
+                    ok += 1;
+                }
+            }
+            ok
+        }
+    };
+    run_cycles(warmup_cycles, 0).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let before = proc_report(pid);
+    let sfu_before = server.stats().await;
+    let started = Instant::now();
+    let ok = run_cycles(cycles, warmup_cycles).await;
+    let seconds = started.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let after = proc_report(pid);
+    let sfu_after = server.stats().await;
+    failures.leaving.store(true, Ordering::Relaxed);
+    Member {
+        name: "churn-pub".into(),
+        room: 0,
+        expected_tracks: 0,
+        send: None,
+        receive: Arc::default(),
+        conn: publisher,
+    }
+    .leave()
+    .await;
+    ChurnReport {
+        cycles,
+        warmup_cycles,
+        cycles_with_media: ok,
+        failures: failures.all(),
+        before,
+        after,
+        sfu_before,
+        sfu_after,
+        seconds: round(seconds, 1),
+    }
+}
