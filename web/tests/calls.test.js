@@ -42,6 +42,27 @@ async function assertReleased(p) {
   assert.equal(r.pcs.subscriber, null);
 }
 
+/** docs/screenshot-call.png: the first participant whose remote video is showing frames. */
+async function saveCallScreenshot(...participants) {
+  const file = path.join(REPO_ROOT, 'docs', 'screenshot-call.png');
+  mkdirSync(path.dirname(file), { recursive: true });
+  const showing = (p) =>
+    p.page.evaluate(() => {
+      const v = document.querySelector('[data-testid="remote-video"]');
+      return !!v && v.videoWidth > 0 && v.currentTime > 0;
+    });
+  const who = await until(
+    async () => {
+      for (const p of participants) if (await showing(p)) return p;
+      return null;
+    },
+    { timeout: 20_000, what: 'remote video on screen for the screenshot' },
+  );
+  await who.page.waitForTimeout(2500); // let the timer tick and the video settle
+  await who.page.screenshot({ path: file });
+  console.log(`# wrote ${file} (${who.name}'s view)`);
+}
+
 suite('calls between two browsers', { timeout: 30 * 60_000 }, () => {
   let server;
   let alice;
@@ -91,6 +112,8 @@ suite('calls between two browsers', { timeout: 30 * 60_000 }, () => {
       what: 'timer reaches 00:02',
     });
 
+    if (process.env.SAVE_SCREENSHOT === '1') await saveCallScreenshot(alice, bob);
+
     // Both directions: video frames decoded and audio packets received keep growing.
     for (const [p, other] of [
       [alice, bob],
@@ -112,14 +135,6 @@ suite('calls between two browsers', { timeout: 30 * 60_000 }, () => {
     await until(async () => (await alice.page.getByTestId('call-status').textContent()) === 'Connected', {
       what: 'status Connected',
     });
-
-    if (process.env.SAVE_SCREENSHOT === '1') {
-      const file = path.join(REPO_ROOT, 'docs', 'screenshot-call.png');
-      mkdirSync(path.dirname(file), { recursive: true });
-      await alice.page.waitForTimeout(1500);
-      await alice.page.screenshot({ path: file });
-      console.log(`# wrote ${file}`);
-    }
 
     await alice.page.getByTestId('end-call').click();
     await assertReleased(alice);

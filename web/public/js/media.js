@@ -142,6 +142,7 @@ export class CallMedia {
 
   async _answerSubscriber(sdp) {
     if (this.closed) return;
+    this.subscriberOffers = (this.subscriberOffers || 0) + 1;
     if (!this.subscriber) {
       const pc = this._newPc('subscriber');
       pc.ontrack = (ev) => this._onTrack(ev);
@@ -219,6 +220,7 @@ export class CallMedia {
     ]) {
       out[name] = pc ? await summarizePc(pc) : null;
     }
+    out.subscriberOffers = this.subscriberOffers || 0;
     return out;
   }
 }
