@@ -231,9 +231,10 @@ impl ParticipantRecorder {
         });
         let (tx, rx) = mpsc::sync_channel(config.queue_capacity);
         let thread_shared = shared.clone();
+        let thread_path = path.clone();
         let thread = std::thread::Builder::new()
             .name("sfu-recorder".into())
-            .spawn(move || worker::run(file, config, thread_shared, rx))
+            .spawn(move || worker::run(thread_path, file, config, thread_shared, rx))
             .map_err(RecordingError::Spawn)?;
         Ok(ParticipantRecorder {
             path,
@@ -286,7 +287,8 @@ impl ParticipantRecorder {
     }
 
     /// Stops recording: writes what is queued, finalises the file (Cues, Duration, sizes),
-    /// syncs it to disk and reports. Blocks until the writer thread is done (milliseconds);
+    /// syncs it to disk and reports. If not a single frame was recorded the file is removed
+    /// (a WebM without frames is not playable) and the summary reports 0 bytes. Blocks until the writer thread is done (milliseconds);
     /// call it from a blocking context, not from the media task.
     pub fn finish(self) -> Result<RecordingSummary, RecordingError> {
         let ParticipantRecorder {

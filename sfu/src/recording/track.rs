@@ -8,6 +8,7 @@
 
 use bytes::Bytes;
 use rtc::media::io::sample_builder::SampleBuilder;
+use rtc::media::Sample;
 use rtc::rtp::codec::opus::OpusPacket;
 use rtc::rtp::codec::vp8::Vp8Packet;
 use rtc::rtp::codec::vp9::Vp9Packet;
@@ -121,7 +122,17 @@ pub struct TrackCounters {
 pub struct Track {
     kind: Kind,
     builder: SampleBuilder<AnyDepacketizer>,
+    max_late: u16,
+    max_delay: Duration,
     clock_rate: u32,
+    /// Highest (remapped) sequence number pushed, in the wrapping sense.
+    highest_seq: Option<u16>,
+    /// Added to incoming sequence numbers; see `push`.
+    seq_offset: u16,
+    /// Packets pushed since the builder last completed a frame.
+    packets_since_frame: u32,
+    /// Reused buffer for the samples one push completes.
+    samples: Vec<Sample>,
     clock: Option<Clock>,
     /// Video only: no frame is accepted until a keyframe (at start, and after any loss).
     waiting_for_keyframe: bool,
@@ -134,18 +145,18 @@ impl Track {
     /// `max_late` is how many packets of reordering the builder waits out, and `max_delay`
     /// how much RTP time, before it declares a packet lost.
     pub fn new(kind: Kind, max_late: u16, max_delay: Duration) -> Self {
-        let (depacketizer, clock_rate) = match kind {
-            Kind::Opus => (AnyDepacketizer::Opus(OpusPacket), 48_000),
-            Kind::Video(VideoCodec::Vp8) => (AnyDepacketizer::Vp8(Vp8Packet::default()), 90_000),
-            Kind::Video(VideoCodec::Vp9) => (AnyDepacketizer::Vp9(Vp9Packet::default()), 90_000),
-        };
         Track {
             kind,
-            builder: SampleBuilder::new(max_late, depacketizer, clock_rate)
-                .with_max_time_delay(max_delay),
-            clock_rate,
+            builder: new_builder(kind, max_late, max_delay),
+            max_late,
+            max_delay,
+            clock_rate: if kind == Kind::Opus { 48_000 } else { 90_000 },
             clock: None,
             waiting_for_keyframe: matches!(kind, Kind::Video(_)),
+            packets_since_frame: 0,
+            highest_seq: None,
+            seq_offset: 0,
+            samples: Vec::new(),
             dimensions: None,
             counters: TrackCounters::default(),
         }
@@ -166,45 +177,124 @@ impl Track {
                 epoch,
             ));
         }
-        self.builder.push(arrival, packet);
-        while let Some(sample) = self.builder.pop(arrival) {
-            let lost = sample
-                .prev_dropped_packets
-                .saturating_sub(sample.prev_padding_packets);
-            self.counters.packets_lost += u64::from(lost);
-            if sample.data.is_empty() {
-                continue;
-            }
-            let keyframe = match self.kind {
-                Kind::Opus => true,
-                Kind::Video(codec) => {
-                    if lost > 0 {
-                        self.waiting_for_keyframe = true;
-                    }
-                    let info = video_keyframe(codec, &sample.data);
-                    if let Some(dims) = info {
-                        self.dimensions = Some(dims);
-                        self.waiting_for_keyframe = false;
-                    }
-                    if self.waiting_for_keyframe {
-                        self.counters.frames_skipped += 1;
-                        continue;
-                    }
-                    info.is_some()
-                }
-            };
-            let Some(clock) = self.clock.as_mut() else {
-                continue;
-            };
-            self.counters.frames += 1;
-            out.push(Frame {
-                timestamp_ms: clock.to_ms(sample.packet_timestamp),
-                duration_ms: sample.duration.as_millis() as u64,
-                keyframe,
-                data: sample.data,
-            });
+        // SampleBuilder counts dropped packets in a u16 that overflows (a panic in debug
+        // builds) if ~65k packets pass without a frame, as an undecodable stream would make.
+        // Starting a fresh builder well before that keeps it in range; the catch below is
+        // the safety net for any other upstream panic: a remote's bytes must never take the
+        // recording down.
+        self.packets_since_frame += 1;
+        if self.packets_since_frame > RESET_AFTER_PACKETS {
+            self.reset_builder();
         }
+        // SampleBuilder's purge rescans its sequence window for every empty slot it frees,
+        // so a far jump in sequence numbers (an outage, a restarted sender, a hostile one)
+        // costs it quadratic time over up to 65536 slots. So it is fed remapped sequence
+        // numbers: a jump ahead of more than `jump` is closed up to a gap of one (the builder
+        // still sees a loss, so video waits for a keyframe; file timestamps come from RTP
+        // time and keep the real gap), and a packet further back than the reorder window is
+        // too late to use and dropped here.
+        let mut packet = packet;
+        let window = i32::from(self.max_late);
+        let jump = (window / 4).max(16);
+        let mapped = packet.header.sequence_number.wrapping_add(self.seq_offset);
+        match self.highest_seq {
+            None => self.highest_seq = Some(mapped),
+            Some(highest) => {
+                let diff = i32::from(mapped.wrapping_sub(highest) as i16);
+                if diff <= -window {
+                    self.counters.packets_lost += 1;
+                    return;
+                }
+                if diff > jump {
+                    let target = highest.wrapping_add(2);
+                    self.seq_offset = self.seq_offset.wrapping_add(target.wrapping_sub(mapped));
+                    self.highest_seq = Some(target);
+                } else if diff > 0 {
+                    self.highest_seq = Some(mapped);
+                }
+            }
+        }
+        packet.header.sequence_number = packet.header.sequence_number.wrapping_add(self.seq_offset);
+        let builder = &mut self.builder;
+        let mut samples = std::mem::take(&mut self.samples);
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            builder.push(arrival, packet);
+            while let Some(sample) = builder.pop(arrival) {
+                samples.push(sample);
+            }
+            samples
+        }));
+        let mut samples = match result {
+            Ok(samples) => samples,
+            Err(_) => {
+                self.reset_builder();
+                Vec::new()
+            }
+        };
+        for sample in samples.drain(..) {
+            self.packets_since_frame = 0;
+            self.accept(sample, out);
+        }
+        self.samples = samples;
     }
+
+    fn reset_builder(&mut self) {
+        self.counters.packets_lost += u64::from(self.packets_since_frame);
+        self.packets_since_frame = 0;
+        self.builder = new_builder(self.kind, self.max_late, self.max_delay);
+        self.waiting_for_keyframe = matches!(self.kind, Kind::Video(_));
+    }
+
+    fn accept(&mut self, sample: Sample, out: &mut Vec<Frame>) {
+        let lost = sample
+            .prev_dropped_packets
+            .saturating_sub(sample.prev_padding_packets);
+        self.counters.packets_lost += u64::from(lost);
+        if sample.data.is_empty() {
+            return;
+        }
+        let keyframe = match self.kind {
+            Kind::Opus => true,
+            Kind::Video(codec) => {
+                if lost > 0 {
+                    self.waiting_for_keyframe = true;
+                }
+                let info = video_keyframe(codec, &sample.data);
+                if let Some(dims) = info {
+                    self.dimensions = Some(dims);
+                    self.waiting_for_keyframe = false;
+                }
+                if self.waiting_for_keyframe {
+                    self.counters.frames_skipped += 1;
+                    return;
+                }
+                info.is_some()
+            }
+        };
+        let Some(clock) = self.clock.as_mut() else {
+            return;
+        };
+        self.counters.frames += 1;
+        out.push(Frame {
+            timestamp_ms: clock.to_ms(sample.packet_timestamp),
+            duration_ms: sample.duration.as_millis() as u64,
+            keyframe,
+            data: sample.data,
+        });
+    }
+}
+
+/// Packets without a completed frame after which the sample builder is started afresh
+/// (half of its u16 drop counter's range).
+const RESET_AFTER_PACKETS: u32 = 30_000;
+
+fn new_builder(kind: Kind, max_late: u16, max_delay: Duration) -> SampleBuilder<AnyDepacketizer> {
+    let (depacketizer, clock_rate) = match kind {
+        Kind::Opus => (AnyDepacketizer::Opus(OpusPacket), 48_000),
+        Kind::Video(VideoCodec::Vp8) => (AnyDepacketizer::Vp8(Vp8Packet::default()), 90_000),
+        Kind::Video(VideoCodec::Vp9) => (AnyDepacketizer::Vp9(Vp9Packet::default()), 90_000),
+    };
+    SampleBuilder::new(max_late, depacketizer, clock_rate).with_max_time_delay(max_delay)
 }
 
 /// `Some((width, height))` if `frame` is a keyframe of `codec` (dimensions `(0, 0)` when the

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::BufWriter;
+use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
@@ -43,6 +44,7 @@ struct Worker {
     queue: Queue,
     seq: u64,
     epoch: Option<Instant>,
+    path: PathBuf,
     file: Option<File>,
     writer: Option<WebmWriter<BufWriter<File>>>,
     /// Last timestamp written, to keep the file's timestamps non-decreasing.
@@ -52,6 +54,7 @@ struct Worker {
 
 /// Runs until every sender is dropped, then finalises the file.
 pub fn run(
+    path: PathBuf,
     file: File,
     config: RecorderConfig,
     shared: Arc<Shared>,
@@ -86,6 +89,7 @@ pub fn run(
         queue: Queue::new(),
         seq: 0,
         epoch: None,
+        path,
         file: Some(file),
         writer: None,
         last_written_ms: 0,
@@ -235,8 +239,11 @@ impl Worker {
     fn finish(mut self) -> Result<Outcome, RecordingError> {
         self.drain(None)?;
         if self.writer.is_none() {
-            // Nothing was ever recorded: still leave a valid (empty) WebM behind.
-            self.open_writer()?;
+            // Nothing was ever recorded. A WebM without a single Cluster is not a file
+            // players open (ffmpeg reports "End of file"), so leave no file rather than a
+            // broken one.
+            self.file = None;
+            std::fs::remove_file(&self.path)?;
         }
         let (bytes, duration_ms) = match self.writer.take() {
             Some(writer) => {
