@@ -40,6 +40,8 @@ pub struct Clock {
     last_rtp: u32,
     /// `last_rtp` unwrapped, in RTP units since the first packet.
     last_ext: i64,
+    /// Times the clock re-anchored on arrival time.
+    pub resyncs: u64,
 }
 
 impl Clock {
@@ -49,22 +51,41 @@ impl Clock {
             offset_ms: first_arrival.saturating_duration_since(epoch).as_millis() as i64,
             last_rtp: first_rtp,
             last_ext: 0,
+            resyncs: 0,
         }
     }
 
     /// File time of `rtp`, unwrapping 32-bit wrap-around (and tolerating timestamps slightly
-    /// before the last one, as reordering produces). Never negative.
-    pub fn to_ms(&mut self, rtp: u32) -> u64 {
+    /// before the last one, as reordering produces). Never negative. `arrival_ms` is when
+    /// the frame arrived on the recording's clock: if RTP time and arrival time disagree by
+    /// more than [`RESYNC_AFTER`] (the sender restarted its encoder, or sends nonsense), the
+    /// clock re-anchors at the arrival time instead of leaving hours of gap in the file.
+    pub fn map(&mut self, rtp: u32, arrival_ms: u64) -> u64 {
         let delta = i64::from(rtp.wrapping_sub(self.last_rtp) as i32);
         let ext = self.last_ext + delta;
+        let ms = self.offset_ms + ext * 1000 / i64::from(self.clock_rate);
+        let arrival_ms = arrival_ms.min(i64::MAX as u64) as i64;
+        if (ms - arrival_ms).abs() > RESYNC_AFTER.as_millis() as i64 {
+            self.offset_ms = arrival_ms;
+            self.last_rtp = rtp;
+            self.last_ext = 0;
+            self.resyncs += 1;
+            return arrival_ms.max(0) as u64;
+        }
         if delta > 0 {
             self.last_rtp = rtp;
             self.last_ext = ext;
         }
-        let ms = self.offset_ms + ext * 1000 / i64::from(self.clock_rate);
         ms.max(0) as u64
     }
 }
+
+/// The longest a single frame is taken to last (video at 1 fps).
+const MAX_FRAME_MS: u64 = 1_000;
+
+/// How far RTP time may drift from arrival time before a track's clock re-anchors. Larger
+/// than any jitter buffer or network stall we would want to preserve as-is.
+pub const RESYNC_AFTER: Duration = Duration::from_secs(5);
 
 /// The depacketizers a recording can use, behind one type so `SampleBuilder` stays concrete.
 #[derive(Debug, Clone)]
@@ -233,7 +254,7 @@ impl Track {
         };
         for sample in samples.drain(..) {
             self.packets_since_frame = 0;
-            self.accept(sample, out);
+            self.accept(sample, epoch, out);
         }
         self.samples = samples;
     }
@@ -245,7 +266,7 @@ impl Track {
         self.waiting_for_keyframe = matches!(self.kind, Kind::Video(_));
     }
 
-    fn accept(&mut self, sample: Sample, out: &mut Vec<Frame>) {
+    fn accept(&mut self, sample: Sample, epoch: Instant, out: &mut Vec<Frame>) {
         let lost = sample
             .prev_dropped_packets
             .saturating_sub(sample.prev_padding_packets);
@@ -276,8 +297,16 @@ impl Track {
         };
         self.counters.frames += 1;
         out.push(Frame {
-            timestamp_ms: clock.to_ms(sample.packet_timestamp),
-            duration_ms: sample.duration.as_millis() as u64,
+            timestamp_ms: clock.map(
+                sample.packet_timestamp,
+                sample
+                    .timestamp
+                    .saturating_duration_since(epoch)
+                    .as_millis() as u64,
+            ),
+            // From the next frame's RTP timestamp, which a jump makes arbitrary; it only
+            // feeds the file's Duration, so keep it plausible.
+            duration_ms: (sample.duration.as_millis() as u64).min(MAX_FRAME_MS),
             keyframe,
             data: sample.data,
         });
@@ -394,12 +423,19 @@ mod tests {
             epoch + Duration::from_millis(250),
             epoch,
         );
-        assert_eq!(c.to_ms(u32::MAX - 899), 250);
-        assert_eq!(c.to_ms(2_100), 250 + 33); // wrapped: 900 + 2100 = 3000 ticks
-        assert_eq!(c.to_ms(u32::MAX - 899), 250); // a late frame from before the wrap
+        // Arrival times carry jitter; RTP time wins while they roughly agree.
+        assert_eq!(c.map(u32::MAX - 899, 260), 250);
+        assert_eq!(c.map(2_100, 330), 250 + 33); // wrapped: 900 + 2100 = 3000 ticks
+        assert_eq!(c.map(u32::MAX - 899, 340), 250); // a late frame from before the wrap
         let mut audio = Clock::new(48_000, 1_000, epoch, epoch);
-        assert_eq!(audio.to_ms(1_000 + 48_000 * 3), 3_000);
-        assert_eq!(audio.to_ms(0), 0); // before the first packet: clamped, never negative
+        assert_eq!(audio.map(1_000 + 48_000 * 3, 3_100), 3_000);
+        assert_eq!(audio.map(0, 3_120), 0); // before the first packet: clamped, never negative
+        assert_eq!(audio.resyncs, 0);
+        // The sender jumps its RTP clock by an hour: re-anchor on arrival.
+        let jumped = 1_000 + 48_000 * 3600;
+        assert_eq!(audio.map(jumped, 3_140), 3_140);
+        assert_eq!(audio.map(jumped + 960, 3_170), 3_160);
+        assert_eq!(audio.resyncs, 1);
     }
 
     #[test]
@@ -430,9 +466,7 @@ mod tests {
         push(&mut bits, 0, 1);
         push(&mut bits, 319, 16);
         push(&mut bits, 239, 16);
-        while bits.len() % 8 != 0 {
-            bits.push(0);
-        }
+        bits.resize(bits.len().div_ceil(8) * 8, 0);
         let bytes: Vec<u8> = bits
             .chunks(8)
             .map(|c| c.iter().fold(0, |a, b| (a << 1) | b))
