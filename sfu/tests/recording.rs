@@ -434,6 +434,38 @@ fn garbage_rtp_never_panics() {
 }
 
 #[test]
+fn a_writer_that_cannot_keep_up_drops_and_counts_instead_of_blocking() {
+    let path = out_dir().join("backpressure.webm");
+    let config = RecorderConfig {
+        queue_capacity: 8,
+        ..RecorderConfig::default()
+    };
+    let recorder = ParticipantRecorder::new(&path, config).unwrap();
+    let packets = interleaved(video_packets(
+        "video.ivf",
+        Box::new(Vp8Payloader::default()),
+    ));
+    let started = Instant::now();
+    push_all(&recorder, &packets, started);
+    let pushing = started.elapsed();
+    let dropped = recorder.packets_dropped();
+    let summary = recorder.finish().unwrap();
+    eprintln!(
+        "backpressure: {} packets pushed in {pushing:?}, {dropped} dropped; {summary:?}",
+        packets.len()
+    );
+    assert!(
+        dropped > 0,
+        "an 8-packet queue cannot absorb a burst of {}",
+        packets.len()
+    );
+    assert_eq!(summary.packets_dropped, dropped);
+    // push_* never waits on the writer: the whole burst takes well under a frame interval
+    // per packet even in a debug build.
+    assert!(pushing < Duration::from_millis(500), "{pushing:?}");
+}
+
+#[test]
 fn a_recording_with_no_frames_leaves_no_file() {
     let path = out_dir().join("empty.webm");
     let recorder = ParticipantRecorder::new(&path, RecorderConfig::default()).unwrap();

@@ -22,6 +22,15 @@
 //! it reads true (throttled as it already throttles PLIs). Audio gaps (loss, DTX) simply
 //! leave a gap in the timestamps, which players play as silence.
 //!
+//! ## Cost
+//! `push_*` is a header copy and a `try_send` (about 0.1 µs in the tests). The writer
+//! thread's memory is dominated by webrtc-rs's `SampleBuilder`, which preallocates a slot for
+//! every one of the 65536 sequence numbers: about 12 MB per track, 24 MB per recorder with
+//! audio and video. Acceptable for a handful of recordings per server; a compact jitter
+//! buffer sized by the reorder window is the fix if recording many participants at once.
+//! The builder is also fed remapped sequence numbers (see `track.rs`) because its purge is
+//! quadratic in the width of a sequence-number jump.
+//!
 //! ## Finalisation and crash safety
 //! [`ParticipantRecorder::finish`] closes the channel, lets the thread write what is queued,
 //! append the Cues index, patch the Duration and sizes and `fsync`; call it when recording
