@@ -466,6 +466,33 @@ fn a_writer_that_cannot_keep_up_drops_and_counts_instead_of_blocking() {
 }
 
 #[test]
+fn audio_only_recording_has_one_opus_track() {
+    let path = out_dir().join("audio-only.webm");
+    let config = RecorderConfig {
+        video: None,
+        ..RecorderConfig::default()
+    };
+    let recorder = ParticipantRecorder::new(&path, config).unwrap();
+    assert!(
+        !recorder.needs_keyframe(),
+        "no video, no keyframe to ask for"
+    );
+    // Video packets for a recording without video are ignored.
+    let packets = interleaved(video_packets(
+        "video.ivf",
+        Box::new(Vp8Payloader::default()),
+    ));
+    push_all(&recorder, &packets, Instant::now());
+    let summary = recorder.finish().unwrap();
+    assert_eq!(summary.video_frames, 0);
+    let probe = ffprobe(&path);
+    assert_eq!(probe.codecs, ["opus"]);
+    assert!((probe.duration - 3.0).abs() <= 0.3, "{}", probe.duration);
+    let errors = ffmpeg_decode_errors(&path);
+    assert!(errors.trim().is_empty(), "ffmpeg reported: {errors}");
+}
+
+#[test]
 fn a_recording_with_no_frames_leaves_no_file() {
     let path = out_dir().join("empty.webm");
     let recorder = ParticipantRecorder::new(&path, RecorderConfig::default()).unwrap();
