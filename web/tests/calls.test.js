@@ -10,6 +10,7 @@ import {
   ensureIdle,
   expectFlat,
   expectGrowing,
+  inbound,
   launchParticipant,
   placeCall,
   startServer,
@@ -46,18 +47,20 @@ async function assertReleased(p) {
 async function saveCallScreenshot(...participants) {
   const file = path.join(REPO_ROOT, 'docs', 'screenshot-call.png');
   mkdirSync(path.dirname(file), { recursive: true });
-  const showing = (p) =>
-    p.page.evaluate(() => {
-      const v = document.querySelector('[data-testid="remote-video"]');
-      return !!v && v.videoWidth > 0 && v.currentTime > 0;
-    });
+  const showing = async (p) =>
+    (await inbound(p, 'video', 'framesDecoded')) > 0 &&
+    p.page.evaluate(() => document.querySelector('[data-testid="remote-video"]')?.videoWidth > 0);
   const who = await until(
     async () => {
       for (const p of participants) if (await showing(p)) return p;
       return null;
     },
     { timeout: 20_000, what: 'remote video on screen for the screenshot' },
-  );
+  ).catch(() => null);
+  if (!who) {
+    console.log('# no remote video decoded anywhere: screenshot not written');
+    return;
+  }
   await who.page.waitForTimeout(2500); // let the timer tick and the video settle
   await who.page.screenshot({ path: file });
   console.log(`# wrote ${file} (${who.name}'s view)`);
