@@ -68,6 +68,24 @@ pub struct ServerConfig {
     #[arg(long, env = "SWITCHBOARD_TRUST_FORWARDED_FOR")]
     pub trust_forwarded_for: bool,
 
+    /// Call history database: `sqlite://<file>?mode=rwc` or `postgres://user:pass@host/db`.
+    #[arg(
+        long,
+        env = "SWITCHBOARD_DATABASE_URL",
+        hide_env_values = true,
+        default_value = switchboard_signaling::history::HistoryConfig::DEFAULT_DATABASE_URL
+    )]
+    pub database_url: String,
+
+    /// Directory call recordings (WebM) are written to; created when missing.
+    #[arg(long, env = "SWITCHBOARD_RECORDING_DIR", default_value = "recordings")]
+    pub recording_dir: PathBuf,
+
+    /// Recordings stop (`disk_full`) when free space in the recording directory falls below
+    /// this many MiB, and none start.
+    #[arg(long, env = "SWITCHBOARD_RECORDING_MIN_FREE_MB", default_value_t = 512)]
+    pub recording_min_free_mb: u64,
+
     #[command(flatten)]
     pub limits: LimitFlags,
 }
@@ -173,9 +191,15 @@ impl LimitFlags {
 
 impl ServerConfig {
     /// A configuration for in-process tests: HTTP and media on 127.0.0.1 with ephemeral ports,
-    /// the workspace's `web/public`, a fixed test secret and a 5 s ring timeout.
+    /// the workspace's `web/public`, a fixed test secret and a 5 s ring timeout, and a fresh
+    /// history database and recording directory under the system's temporary directory.
     pub fn for_tests() -> Self {
         let localhost = |port| SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port);
+        let test_scratch = std::env::temp_dir().join(format!(
+            "switchboard-test-{}-{:016x}",
+            std::process::id(),
+            rand::random::<u64>()
+        ));
         Self {
             http_addr: localhost(0),
             media_addr: localhost(0),
@@ -188,6 +212,13 @@ impl ServerConfig {
             demo_sign_in: false,
             allowed_origins: Vec::new(),
             trust_forwarded_for: false,
+            // A fresh history database and recording directory per test server.
+            database_url: format!(
+                "sqlite://{}?mode=rwc",
+                test_scratch.join("history.sqlite").display()
+            ),
+            recording_dir: test_scratch.join("recordings"),
+            recording_min_free_mb: 1,
             limits: LimitFlags::default(),
         }
     }

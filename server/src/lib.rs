@@ -16,6 +16,7 @@
 
 pub mod config;
 pub mod origin;
+pub mod recordings_http;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -26,7 +27,8 @@ use anyhow::Context;
 use axum::routing::get;
 use axum::Router;
 use switchboard_sfu::{Sfu, SfuConfig};
-use switchboard_signaling::{Signaling, SignalingConfig};
+use switchboard_signaling::history::{HistoryConfig, HistoryStore, Timestamp};
+use switchboard_signaling::{RecordingConfig, Signaling, SignalingConfig};
 use tower_http::services::ServeDir;
 use tower_http::trace::TraceLayer;
 use tracing::{info, warn};
@@ -42,6 +44,7 @@ pub struct Server {
     http_addr: SocketAddr,
     sfu: Sfu,
     signaling: Signaling,
+    history: HistoryStore,
     app: Router,
 }
 
@@ -78,6 +81,7 @@ impl Server {
         let sfu_config = SfuConfig {
             udp_bind: config.media_addr,
             public_ip: config.public_ip,
+            recording_min_free_bytes: config.recording_min_free_mb.saturating_mul(1024 * 1024),
             max_participants_per_room: config.limits.max_participants_per_call,
             max_tracks_per_participant: config.limits.max_tracks_per_participant,
             connect_timeout: Duration::from_secs(config.limits.media_connect_timeout_secs),
@@ -88,8 +92,32 @@ impl Server {
             .await
             .with_context(|| format!("starting the SFU on UDP {}", config.media_addr))?;
 
-        let (socketio, signaling) = Signaling::new(signaling_config, sfu.clone(), sfu_events)
-            .context("configuring signaling")?;
+        // The history first: calls a previous run left open are closed before any new one.
+        let history = HistoryStore::open(HistoryConfig {
+            database_url: config.database_url.clone(),
+        })
+        .await
+        .context("opening the call history (--database-url)")?;
+        let closed = history
+            .close_interrupted(Timestamp::now())
+            .await
+            .context("closing calls interrupted by the last stop")?;
+        if closed > 0 {
+            warn!(calls = closed, "closed calls left open by the last run");
+        }
+        let recording = RecordingConfig {
+            directory: config.recording_dir.clone(),
+        };
+        let (socketio, signaling) = Signaling::with_history(
+            signaling_config,
+            sfu.clone(),
+            sfu_events,
+            Some(history.clone()),
+            recording,
+        )
+        .context("configuring signaling")?;
+        let tokens = signaling.tokens();
+        let verify = move |token: Option<&str>| tokens.verify(token);
 
         if !config.web_dir.join("index.html").is_file() {
             warn!(web_dir = %config.web_dir.display(), "web directory has no index.html; / will be 404");
@@ -102,6 +130,11 @@ impl Server {
         let app = Router::new()
             .route("/healthz", get(|| async { "ok" }))
             .merge(signaling.router())
+            .merge(switchboard_signaling::history::http::router(
+                history.clone(),
+                verify.clone(),
+            ))
+            .merge(recordings_http::router(history.clone(), verify))
             .fallback_service(ServeDir::new(&config.web_dir))
             .layer(socketio)
             .layer(axum::middleware::from_fn_with_state(origins, origin::check))
@@ -117,6 +150,7 @@ impl Server {
             http_addr,
             sfu,
             signaling,
+            history,
             app,
         })
     }
@@ -141,6 +175,7 @@ impl Server {
             http_addr,
             sfu,
             signaling,
+            history,
             app,
         } = self;
         info!(%http_addr, media_addr = %sfu.media_addr(), "serving");
@@ -151,6 +186,9 @@ impl Server {
             info!("shutting down: ending calls and closing connections");
             signaling.shutdown().await;
             sfu.shutdown().await;
+            // The SFU has reported every finished recording by now; write them, then close.
+            signaling.flush_history().await;
+            history.close().await;
             let _ = drained_tx.send(());
         };
         // Connect info gives signaling the client IP for the per-IP socket limit.

@@ -351,7 +351,7 @@ fn a_crash_leaves_a_file_readable_up_to_the_last_flushed_cluster() {
     // What is on disk while recording (clusters close every second and idle input flushes):
     // copy it as a crash would leave it, and cut it in the middle of a block for good measure.
     wait_for("two clusters on disk", || {
-        std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0) > 40_000
+        std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0) > 55_000
     });
     std::thread::sleep(Duration::from_millis(600));
     let on_disk = std::fs::read(&path).unwrap();

@@ -32,6 +32,10 @@ pub enum SignalingError {
     NotPermitted(String),
     #[error("{0}")]
     MediaRejected(String),
+    #[error("the call is already being recorded")]
+    AlreadyRecording,
+    #[error("the call is not being recorded")]
+    NotRecording,
     #[error("too many events: slow down")]
     RateLimited,
     #[error("{0}")]
@@ -61,6 +65,8 @@ impl SignalingError {
             SignalingError::InvalidState(_) => "invalid_state",
             SignalingError::NotPermitted(_) => "not_permitted",
             SignalingError::MediaRejected(_) => "media_rejected",
+            SignalingError::AlreadyRecording => "already_recording",
+            SignalingError::NotRecording => "not_recording",
             SignalingError::RateLimited => "rate_limited",
             SignalingError::LimitExceeded(_) => "limit_exceeded",
             SignalingError::MissingGrant(_) => "missing_grant",

@@ -31,6 +31,8 @@ use crate::payload::{
 use crate::presence::Presence;
 use crate::{CallId, SignalingConfig, SignalingError, User, UserId};
 
+pub(crate) mod recording;
+
 /// The identity of one connected socket, fixed at connect.
 #[derive(Clone)]
 pub(crate) struct Me {
@@ -74,6 +76,9 @@ pub(crate) struct Hub {
     pub tokens: TokenIssuer,
     pub sfu: Sfu,
     state: Mutex<State>,
+    /// Call transitions go to the call history through this (never blocks).
+    history: crate::history_bridge::HistoryBridge,
+    recording_config: recording::RecordingConfig,
 }
 
 #[derive(Default)]
@@ -107,6 +112,8 @@ struct CallEntry {
     media_ready: bool,
     /// Trickled candidates so far, by `[role][target]` (caller/callee × publisher/subscriber).
     candidates: [[u32; 2]; 2],
+    /// Whether the call is being recorded (`None`: not).
+    recording: Option<recording::RecState>,
 }
 
 impl CallEntry {
@@ -166,6 +173,8 @@ impl Hub {
             tokens,
             sfu,
             state: Mutex::new(State::default()),
+            history: crate::history_bridge::HistoryBridge::disabled(),
+            recording_config: recording::RecordingConfig::default(),
         }
     }
 
@@ -365,11 +374,13 @@ impl Hub {
                 media_requested: false,
                 media_ready: false,
                 candidates: [[0; 2]; 2],
+                recording: None,
             },
         );
         state.user_calls.insert(me.user.id.clone(), call_id.clone());
         state.user_calls.insert(callee.id.clone(), call_id.clone());
         info!(%call_id, user_id = %me.user.id, callee_id = %callee.id, kind = ?p.kind, "call ringing");
+        self.history.started(&call_id, p.kind, &me.user, &callee);
 
         ok_ack(ack, json!({ "call_id": call_id }));
         emit(
@@ -411,6 +422,7 @@ impl Hub {
             entry.call.accept(&me.user.id)?;
             entry.callee_socket = Some(me.sid());
             entry.media_requested = true;
+            self.history.answered(&call_id);
             if let Some(timer) = entry.ring_timer.take() {
                 timer.abort();
             }
@@ -751,6 +763,9 @@ impl Hub {
                     return;
                 };
                 warn!(%call_id, %participant, %reason, "media connection failed; ending the call");
+                if let Some((_, user_id)) = recording::user_of(&participant) {
+                    self.history.left(&call_id, &user_id);
+                }
                 if let Some(entry) = state.calls.get_mut(&call_id) {
                     if let Ok(reason) = entry.call.terminate(EndReason::Failed) {
                         self.finish_call(&mut state, &call_id, reason, None);
@@ -759,18 +774,39 @@ impl Hub {
             }
             SfuEvent::Connected { participant, role } => {
                 debug!(%participant, ?role, "media connected");
+                if state.participants.contains_key(&participant) {
+                    if let Some((call_id, user_id)) = recording::user_of(&participant) {
+                        self.history.joined(&call_id, &user_id);
+                    }
+                }
             }
             SfuEvent::PublicationAdded {
                 participant, kind, ..
             } => {
                 debug!(%participant, ?kind, "publication added");
             }
-            // Group-call events (track list, quality, active speaker) are not relayed yet.
-            SfuEvent::PublicationRemoved { .. }
-            | SfuEvent::Quality { .. }
-            | SfuEvent::ActiveSpeaker { .. }
-            | SfuEvent::RecordingStopped { .. }
-            | SfuEvent::RecordingFinished { .. } => {}
+            SfuEvent::Quality {
+                participant,
+                quality,
+                ..
+            } => {
+                // Aggregated per participant for the history; reports after the end are late.
+                if state.participants.contains_key(&participant) {
+                    if let Some((call_id, user_id)) = recording::user_of(&participant) {
+                        self.history.quality(&call_id, &user_id, quality);
+                    }
+                }
+            }
+            SfuEvent::RecordingStopped { room, reason } => {
+                self.on_recording_stopped(&mut state, &room, &reason);
+            }
+            SfuEvent::RecordingFinished {
+                room,
+                participant,
+                result,
+            } => self.on_recording_finished(&room, &participant, &result),
+            // Group-call events (track list, active speaker) are not relayed yet.
+            SfuEvent::PublicationRemoved { .. } | SfuEvent::ActiveSpeaker { .. } => {}
         }
     }
 
@@ -800,6 +836,9 @@ impl Hub {
                 .remove(&participant_id(call_id, &user.id));
         }
         info!(%call_id, reason = reason.as_str(), by = by.map(|u| u.id.as_str()), "call ended");
+        self.history
+            .ended(call_id, reason, entry.callee_socket.is_some());
+        self.recording_ends_with_call(state, &mut entry, call_id, reason);
 
         let mut targets = vec![entry.caller_socket];
         match entry.callee_socket {

@@ -39,6 +39,7 @@ pub mod call;
 pub mod config;
 pub mod error;
 pub mod history;
+mod history_bridge;
 mod http;
 mod hub;
 pub mod identity;
@@ -58,6 +59,7 @@ use switchboard_sfu::{Sfu, SfuEvents};
 pub use call::{CallKind, EndReason};
 pub use config::{ConfigError, Limits, SignalingConfig};
 pub use error::{ErrorEvent, SignalingError};
+pub use hub::recording::RecordingConfig;
 pub use hub::SignalingStats;
 pub use identity::{Claims, Grants, Identity, NameError, PublishSource, TokenError, User};
 pub use ids::{CallId, UserId};
@@ -77,19 +79,36 @@ impl Signaling {
         sfu: Sfu,
         sfu_events: SfuEvents,
     ) -> Result<(SocketIoLayer, Signaling), ConfigError> {
+        Self::with_history(config, sfu, sfu_events, None, RecordingConfig::default())
+    }
+
+    /// Like [`Signaling::new`], and reports every call transition, quality summary and
+    /// finished recording to `history` (when given; the caller has already run
+    /// [`history::HistoryStore::close_interrupted`]), recording into `recording`.
+    pub fn with_history(
+        config: SignalingConfig,
+        sfu: Sfu,
+        sfu_events: SfuEvents,
+        history: Option<history::HistoryStore>,
+        recording: RecordingConfig,
+    ) -> Result<(SocketIoLayer, Signaling), ConfigError> {
         config.validate()?;
         // Transport frames may be somewhat larger than the event limit so that an oversized
         // event gets a `payload_too_large` error instead of a dropped connection; beyond this
         // the transport closes the connection.
         let transport_limit = config.max_payload_bytes * 2 + 4096;
-        let hub = Arc::new(hub::Hub::new(config, sfu));
+        let bridge = match history {
+            Some(store) => history_bridge::HistoryBridge::start(store),
+            None => history_bridge::HistoryBridge::disabled(),
+        };
+        let hub = Arc::new(hub::Hub::new(config, sfu).with_persistence(bridge, recording));
         let (layer, io) = SocketIo::builder()
             .max_payload(transport_limit as u64)
             .ws_max_message_size(transport_limit)
             .with_state(Arc::clone(&hub))
             .build_layer();
         namespace::register(&io);
-        tokio::spawn(Arc::clone(&hub).run_sfu_events(sfu_events));
+        tokio::spawn(Arc::clone(&hub).run_sfu_events_then_close(sfu_events));
         Ok((layer, Signaling { hub, io }))
     }
 
@@ -122,5 +141,11 @@ impl Signaling {
     pub async fn shutdown(&self) {
         self.hub.shutdown().await;
         self.io.close().await;
+    }
+
+    /// Waits until every call transition and finished recording reported so far has been
+    /// written to the history (e.g. after the SFU stopped, before closing the store).
+    pub async fn flush_history(&self) {
+        self.hub.flush_history().await;
     }
 }

@@ -135,6 +135,8 @@ async fn on_connect(socket: SocketRef, State(hub): State<Arc<Hub>>) {
     socket.on("webrtc_answer", on_webrtc_answer);
     socket.on("webrtc_ice_candidate", on_webrtc_ice_candidate);
     socket.on("media_state", on_media_state);
+    socket.on("start_recording", on_start_recording);
+    socket.on("stop_recording", on_stop_recording);
     socket.on_fallback(on_unknown_event);
     socket.on_disconnect(on_disconnect);
 }
@@ -274,6 +276,8 @@ async_handler!(on_webrtc_offer, "webrtc_offer", offer);
 async_handler!(on_webrtc_answer, "webrtc_answer", answer);
 async_handler!(on_webrtc_ice_candidate, "webrtc_ice_candidate", candidate);
 sync_handler!(on_media_state, "media_state", media_state);
+async_handler!(on_start_recording, "start_recording", start_recording);
+async_handler!(on_stop_recording, "stop_recording", stop_recording);
 
 async fn on_unknown_event(socket: SocketRef, Event(event): Event, ack: AckSender) {
     let Some(session) = socket.extensions.get::<Session>() else {

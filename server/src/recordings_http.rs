@@ -1,0 +1,133 @@
+//! `GET /api/recordings/{id}`: download a call recording (WebM), only by a participant of
+//! its call.
+//!
+//! Authentication and errors follow the call history API (docs/history.md): the session token
+//! as `Authorization: Bearer <token>`, `401 {"error": {"code": "missing_token" |
+//! "invalid_token" | "expired_token"}}` with `WWW-Authenticate: Bearer` before anything else,
+//! and `404 {"error": {"code": "unknown_recording"}}` both for a recording that does not exist
+//! and for one of a call the user was not in, so ids cannot be probed. The file is served by
+//! tower-http's `ServeFile`: `Range` requests get `206 Partial Content`, `HEAD` works,
+//! `Content-Type` is `video/webm`.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+use switchboard_signaling::history::{HistoryStore, RecordingId};
+use switchboard_signaling::{TokenError, User};
+use tower_http::services::ServeFile;
+use tracing::{error, warn};
+
+type Verify = Arc<dyn Fn(Option<&str>) -> Result<User, TokenError> + Send + Sync>;
+
+#[derive(Clone)]
+struct RecordingsState {
+    store: HistoryStore,
+    verify: Verify,
+}
+
+/// The download route, ready to merge into the server's router.
+pub fn router<S>(
+    store: HistoryStore,
+    verify: impl Fn(Option<&str>) -> Result<User, TokenError> + Send + Sync + 'static,
+) -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    Router::new()
+        .route("/api/recordings/{id}", get(download))
+        .with_state(RecordingsState {
+            store,
+            verify: Arc::new(verify),
+        })
+}
+
+async fn download(
+    State(state): State<RecordingsState>,
+    Path(id): Path<String>,
+    request: Request,
+) -> Response {
+    let user = match bearer(&request).and_then(|token| (state.verify)(token)) {
+        Ok(user) => user,
+        Err(e) => return error_response(StatusCode::UNAUTHORIZED, e.code(), &e.to_string()),
+    };
+    let recording = match state
+        .store
+        .recording_for_user(&user.id, &RecordingId::new(&id))
+        .await
+    {
+        Ok(Some(recording)) => recording,
+        Ok(None) => return not_found(),
+        Err(e) => {
+            error!(error = %e, "recording lookup failed");
+            return error_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "the call history is unavailable",
+            );
+        }
+    };
+    match ServeFile::new(&recording.path).try_call(request).await {
+        Ok(response) => {
+            if response.status() == StatusCode::NOT_FOUND {
+                warn!(recording_id = %recording.id, "recording file is missing");
+                return not_found();
+            }
+            let mut response = response.map(Body::new);
+            if response.status().is_success() {
+                response
+                    .headers_mut()
+                    .insert(header::CONTENT_TYPE, HeaderValue::from_static("video/webm"));
+            }
+            response
+        }
+        Err(e) => {
+            error!(recording_id = %recording.id, error = %e, "reading a recording failed");
+            error_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "the recording cannot be read",
+            )
+        }
+    }
+}
+
+/// The bearer token (`None` without an `Authorization` header). The scheme is
+/// case-insensitive; any other scheme is an invalid token.
+fn bearer(request: &Request) -> Result<Option<&str>, TokenError> {
+    let Some(value) = request.headers().get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let value = value.to_str().map_err(|_| TokenError::Invalid)?;
+    match value.split_once(' ') {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => Ok(Some(token)),
+        _ => Err(TokenError::Invalid),
+    }
+}
+
+fn not_found() -> Response {
+    error_response(
+        StatusCode::NOT_FOUND,
+        "unknown_recording",
+        "no such recording",
+    )
+}
+
+fn error_response(status: StatusCode, code: &str, message: &str) -> Response {
+    let mut response = (
+        status,
+        Json(json!({ "error": { "code": code, "message": message } })),
+    )
+        .into_response();
+    if status == StatusCode::UNAUTHORIZED {
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    }
+    response
+}
