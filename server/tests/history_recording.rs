@@ -827,10 +827,22 @@ async fn recording_needs_the_record_grant() -> Result<()> {
     let (d, mut dave_ev) =
         SignalingClient::connect(&base, &token_for(&dave, grants), SignalingConfig::default())
             .await?;
-    let call = alice
-        .signaling()
-        .initiate_call(&dave.id, CallKind::Voice)
-        .await?;
+    // Dave is online once the server registered his socket, just after the connect ack.
+    let deadline = Instant::now() + SIGNAL_TIMEOUT;
+    let call = loop {
+        match alice
+            .signaling()
+            .initiate_call(&dave.id, CallKind::Voice)
+            .await
+        {
+            Err(SignalingError::Refused { code, .. })
+                if code == "unknown_user" && Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            other => break other?,
+        }
+    };
     wait_signal("dave", &mut dave_ev, incoming).await?;
     d.accept_call(&call).await?;
     ensure!(refused_code(emit(&d, "start_recording", &call).await) == "missing_grant");
