@@ -862,3 +862,80 @@ async fn recording_needs_the_record_grant() -> Result<()> {
     server.stop().await;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_shutdown_stops_recording_and_keeps_every_file() -> Result<()> {
+    let server = TestServer::start(ServerConfig::for_tests()).await?;
+    let config = server.config.clone();
+    let http = reqwest::Client::new();
+    let base = server.base.clone();
+    let (alice, mut alice_ev, alice_token) = join(&http, &base, "Alice").await?;
+    let (bob, mut bob_ev, _) = join(&http, &base, "Bob").await?;
+    let call = alice
+        .signaling()
+        .initiate_call(&bob.user().id, CallKind::Voice)
+        .await?;
+    wait_for("bob", &mut bob_ev, SIGNAL_TIMEOUT, incoming).await?;
+    bob.signaling().accept_call(&call).await?;
+    media_flows(&bob, alice.user(), MediaKind::Audio, 50).await?;
+    emit(alice.signaling(), "start_recording", &call).await?;
+    wait_for(
+        "bob",
+        &mut bob_ev,
+        SIGNAL_TIMEOUT,
+        named("recording_started", &call),
+    )
+    .await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    server.stop().await;
+    for (who, events) in [("alice", &mut alice_ev), ("bob", &mut bob_ev)] {
+        let body = wait_for(
+            who,
+            events,
+            SIGNAL_TIMEOUT,
+            named("recording_stopped", &call),
+        )
+        .await?;
+        ensure!(body["reason"] == "shutdown", "{who}: {body}");
+        let reason = wait_for(who, events, SIGNAL_TIMEOUT, ended(&call)).await?;
+        ensure!(reason == EndReason::Shutdown, "{who}: {reason:?}");
+    }
+    alice.close().await;
+    bob.close().await;
+
+    // Everything was written before the store closed: read it back through a new server.
+    let server = TestServer::start(config.clone()).await?;
+    let (status, detail) = api(
+        &http,
+        &server.base,
+        Some(&alice_token),
+        &format!("/api/calls/{}", call.as_str()),
+    )
+    .await?;
+    ensure!(status == 200, "{status} {detail}");
+    ensure!(
+        detail["outcome"] == "completed" && detail["interrupted"] == false,
+        "{detail}"
+    );
+    let recordings = detail["recordings"].as_array().context("recordings")?;
+    ensure!(recordings.len() == 2, "{detail}");
+    let files = webm_files(&config.recording_dir)?;
+    ensure!(files.len() == 2, "{files:?}");
+    for recording in recordings {
+        let duration = recording["duration_ms"].as_u64().unwrap();
+        ensure!((1_500..3_500).contains(&duration), "{recording}");
+        let (codecs, _) = probe(
+            files
+                .iter()
+                .find(|f| {
+                    f.to_string_lossy()
+                        .contains(recording["participant"].as_str().unwrap())
+                })
+                .context("file")?,
+        )?;
+        ensure!(codecs == ["opus"], "voice call, audio only: {codecs:?}");
+    }
+    server.stop().await;
+    Ok(())
+}
