@@ -165,6 +165,16 @@ impl Server {
         self.sfu.media_addr()
     }
 
+    /// The SFU handle, e.g. for its counters.
+    pub fn sfu(&self) -> Sfu {
+        self.sfu.clone()
+    }
+
+    /// The signaling handle, e.g. for its counters.
+    pub fn signaling(&self) -> Signaling {
+        self.signaling.clone()
+    }
+
     /// Serves until `shutdown` completes, then shuts down gracefully (see the crate docs).
     pub async fn run(
         self,

@@ -279,7 +279,10 @@ impl Hub {
     pub fn disconnect(&self, me: &Me) {
         let mut state = self.lock();
         let sid = me.sid();
-        state.sockets.remove(&sid);
+        if state.sockets.remove(&sid).is_none() {
+            // Already disconnected (the connect path may race the disconnect handler).
+            return;
+        }
         let went_offline = state.presence.remove_socket(&me.user.id, &sid);
         if went_offline {
             state.user_events.remove(&me.user.id);

@@ -38,6 +38,8 @@
 pub mod call;
 pub mod config;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzz_targets;
 pub mod history;
 mod history_bridge;
 mod http;

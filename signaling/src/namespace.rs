@@ -127,6 +127,12 @@ async fn on_connect(socket: SocketRef, State(hub): State<Arc<Hub>>) {
         guard: Arc::new(SocketGuard::new(&hub.config.limits)),
         user_events,
     });
+    socket.on_disconnect(on_disconnect);
+    if !socket.connected() {
+        // Closed before the disconnect handler was in place: unregister here (idempotent).
+        hub.disconnect(&me);
+        return;
+    }
     socket.on("initiate_call", on_initiate_call);
     socket.on("accept_call", on_accept_call);
     socket.on("reject_call", on_reject_call);
@@ -138,7 +144,6 @@ async fn on_connect(socket: SocketRef, State(hub): State<Arc<Hub>>) {
     socket.on("start_recording", on_start_recording);
     socket.on("stop_recording", on_stop_recording);
     socket.on_fallback(on_unknown_event);
-    socket.on_disconnect(on_disconnect);
 }
 
 async fn on_disconnect(socket: SocketRef, State(hub): State<Arc<Hub>>) {
