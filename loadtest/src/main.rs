@@ -270,6 +270,9 @@ fn print_summary(r: &Report) {
         opt(r.latency_p50_ms),
         opt(r.latency_p99_ms)
     );
+    if let Some(cpu) = r.loadgen_cpu_percent {
+        println!("load generator: {cpu:.0}% of a core");
+    }
     if let Some(s) = &r.server {
         println!(
             "server pid {}: {:.2} s CPU ({:.1}% of a core), {} µs per forwarded packet, RSS {:.1} MiB (from {:.1}, {:.0} KiB per participant), {} threads",

@@ -337,12 +337,14 @@ struct Totals {
     expected: u64,
     latency: LatencyHistogram,
     server: Option<ProcSample>,
+    own: Option<ProcSample>,
 }
 
 fn totals(receivers: &[Arc<ReceiveStats>], pid: Option<u32>) -> Totals {
     let mut t = Totals {
         at: Some(Instant::now()),
         server: pid.and_then(ProcSample::read),
+        own: ProcSample::read(std::process::id()),
         ..Totals::default()
     };
     for r in receivers {
@@ -465,6 +467,9 @@ pub struct Report {
     pub kinds: Vec<KindSummary>,
     /// Server process figures, when its pid is known.
     pub server: Option<ServerReport>,
+    /// This load generator's own CPU over the window, percent of one core (2 cores = 200%):
+    /// near the machine's limit, latency figures include the generator's queueing.
+    pub loadgen_cpu_percent: Option<f64>,
     /// Packets the publishers sent, and keyframe requests they answered.
     pub sent_packets: u64,
     /// PLI/FIR received by publishers.
@@ -1059,6 +1064,10 @@ fn build_report(
         latency_p99_ms: latency.quantile(0.99).map(|d| round(ms(d), 3)),
         kinds,
         server,
+        loadgen_cpu_percent: match (&a.own, &b.own) {
+            (Some(x), Some(y)) => Some(round(100.0 * (y.cpu_seconds - x.cpu_seconds) / window, 1)),
+            _ => None,
+        },
         sent_packets: sends
             .iter()
             .map(|s| {
@@ -1092,6 +1101,8 @@ pub struct ChurnReport {
     pub sfu_before: Option<serde_json::Value>,
     /// After.
     pub sfu_after: Option<serde_json::Value>,
+    /// Server process after a second round of `cycles` (leak vs. allocator retention).
+    pub after_again: Option<ProcReport>,
     /// Wall time of the measured cycles, seconds.
     pub seconds: f64,
 }
@@ -1149,6 +1160,7 @@ pub async fn churn(
                 after: None,
                 sfu_before: None,
                 sfu_after: None,
+                after_again: None,
                 seconds: 0.0,
             }
         }
@@ -1230,6 +1242,9 @@ pub async fn churn(
     tokio::time::sleep(Duration::from_secs(3)).await;
     let after = proc_report(pid);
     let sfu_after = server.stats().await;
+    run_cycles(cycles, warmup_cycles + cycles).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let after_again = proc_report(pid);
     failures.leaving.store(true, Ordering::Relaxed);
     Member {
         name: "churn-pub".into(),
@@ -1250,6 +1265,7 @@ pub async fn churn(
         after,
         sfu_before,
         sfu_after,
+        after_again,
         seconds: round(seconds, 1),
     }
 }
