@@ -230,6 +230,8 @@ impl HistoryBridge {
 #[derive(Debug, Default, Clone)]
 pub(crate) struct QualityAggregate {
     reports: u32,
+    /// Reports with a known RTT (the SFU reports 0 until it has one).
+    rtt_reports: u32,
     loss_sum: f64,
     loss_worst: f64,
     jitter_sum: f64,
@@ -258,8 +260,11 @@ impl QualityAggregate {
         self.loss_worst = self.loss_worst.max(loss);
         self.jitter_sum += jitter;
         self.jitter_worst = self.jitter_worst.max(jitter);
-        self.rtt_sum += rtt;
-        self.rtt_worst = self.rtt_worst.max(rtt);
+        if rtt > 0.0 {
+            self.rtt_reports += 1;
+            self.rtt_sum += rtt;
+            self.rtt_worst = self.rtt_worst.max(rtt);
+        }
         self.mos_sum += mos.clamp(1.0, 5.0);
     }
 
@@ -274,8 +279,8 @@ impl QualityAggregate {
             loss_worst_pct: Some(self.loss_worst),
             jitter_avg_ms: Some(self.jitter_sum / n),
             jitter_worst_ms: Some(self.jitter_worst),
-            rtt_avg_ms: Some(self.rtt_sum / n),
-            rtt_worst_ms: Some(self.rtt_worst),
+            rtt_avg_ms: (self.rtt_reports > 0).then(|| self.rtt_sum / f64::from(self.rtt_reports)),
+            rtt_worst_ms: (self.rtt_reports > 0).then_some(self.rtt_worst),
             mos: Some(self.mos_sum / n),
         })
     }
@@ -361,6 +366,7 @@ impl Writer {
                 user_id,
                 quality,
             } => {
+                tracing::trace!(%call_id, %user_id, ?quality, "quality report");
                 self.quality
                     .entry(call_id)
                     .or_default()
@@ -437,6 +443,9 @@ mod tests {
         a.add(&q(0.0, 2.0, 40.0, 4.4));
         a.add(&q(4.0, 10.0, 120.0, 3.6));
         a.add(&q(f32::NAN, 1.0, 1.0, 4.0)); // ignored
+        let mut lost = q(100.0, 0.0, 0.0, 1.0);
+        lost.level = QualityLevel::Lost;
+        a.add(&lost); // ignored: nothing arrived (muted, or not started)
         let s = a.summary().unwrap();
         assert_eq!(s.loss_avg_pct, Some(2.0));
         assert_eq!(s.loss_worst_pct, Some(4.0));
@@ -446,5 +455,12 @@ mod tests {
         assert_eq!(s.rtt_worst_ms, Some(120.0));
         assert!((s.mos.unwrap() - 4.0).abs() < 1e-6);
         s.validate().unwrap();
+
+        // RTT 0 means "not known yet": no RTT rather than a perfect one.
+        let mut b = QualityAggregate::default();
+        b.add(&q(0.0, 1.0, 0.0, 4.4));
+        let s = b.summary().unwrap();
+        assert_eq!((s.rtt_avg_ms, s.rtt_worst_ms), (None, None));
+        assert_eq!(s.jitter_avg_ms, Some(1.0));
     }
 }
