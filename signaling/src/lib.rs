@@ -13,6 +13,11 @@
 //!   typed payload, and every refusal has a stable wire code;
 //! - the bridge to the media plane: a call is a room on the [`Sfu`]; each participant is the
 //!   SFU participant `"{call_id}/{user_id}"` whose stream label is the user id.
+//! - **call history** ([`history`]): every call, its participants' quality and its recordings
+//!   in SQL, fed by the hub through a non-blocking bridge (`history_bridge`), read back over
+//!   HTTP (docs/history.md);
+//! - **recording control** (`hub::recording`): `start_recording`/`stop_recording`, the call's
+//!   REC state, `recording_started`/`recording_stopped` (docs/protocol.md §8).
 //!
 //! ## Threading model
 //! Socket.IO handlers run as tokio tasks (socketioxide spawns one per event). They share one
@@ -20,7 +25,8 @@
 //! under the lock, and the lock is never held across an `.await` (SFU requests happen between
 //! two critical sections, the second re-checking the call still exists). Events are emitted
 //! under the lock, which only queues them, so each socket sees them in state order. One
-//! extra task consumes [`SfuEvents`]; each ringing call has a timer task.
+//! extra task consumes [`SfuEvents`]; each ringing call has a timer task; one task writes the
+//! call history, in the order the hub reported (the hub only queues, never waits on SQL).
 //!
 //! Events of one socket may be handled concurrently (each is its own task). The protocol makes
 //! that safe: every operation re-validates the call under the lock, and a client cannot name a
