@@ -110,7 +110,7 @@ pub struct Grants {
     /// Receive others' media (answer the subscriber connection).
     #[serde(default)]
     pub subscribe: bool,
-    /// Start recordings. Reserved: no signaling event records yet.
+    /// Start and stop recordings of the calls the bearer is in.
     #[serde(default)]
     pub record: bool,
     /// When present, the only calls (by call id) the bearer may accept or act on; such a token
