@@ -15,6 +15,7 @@
 //! connections to finish.
 
 pub mod config;
+pub mod metrics;
 pub mod origin;
 pub mod recordings_http;
 
@@ -85,6 +86,7 @@ impl Server {
             max_participants_per_room: config.limits.max_participants_per_call,
             max_tracks_per_participant: config.limits.max_tracks_per_participant,
             connect_timeout: Duration::from_secs(config.limits.media_connect_timeout_secs),
+            metrics: Some(metrics::sfu_metrics()?),
             ..SfuConfig::default()
         };
         sfu_config.validate().map_err(anyhow::Error::msg)?;
@@ -135,6 +137,7 @@ impl Server {
                 verify.clone(),
             ))
             .merge(recordings_http::router(history.clone(), verify))
+            .merge(metrics::router(signaling.clone()))
             .fallback_service(ServeDir::new(&config.web_dir))
             .layer(socketio)
             .layer(axum::middleware::from_fn_with_state(origins, origin::check))

@@ -79,6 +79,8 @@ pub enum SfuEvent {
         participant: ParticipantId,
         quality: crate::quality::Quality,
     },
+    /// The first RTP packet was forwarded in this room: media is flowing (call setup done).
+    MediaFlowing { room: RoomId },
     /// Recording of a room stopped (for every participant at once).
     RecordingStopped {
         room: RoomId,

@@ -227,6 +227,14 @@ impl SfuMetrics {
         for reason in DropReason::ALL {
             metrics.dropped_packets.with_label_values(&[reason.label()]);
         }
+        for direction in [Direction::Upstream, Direction::Downstream] {
+            metrics
+                .packet_loss_ratio
+                .with_label_values(&[direction.label()]);
+            metrics
+                .jitter_seconds
+                .with_label_values(&[direction.label()]);
+        }
         for level in QUALITY_LEVELS {
             metrics
                 .participants_by_quality

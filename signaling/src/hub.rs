@@ -114,6 +114,9 @@ struct CallEntry {
     candidates: [[u32; 2]; 2],
     /// Whether the call is being recorded (`None`: not).
     recording: Option<recording::RecState>,
+    /// For the setup-time and duration metrics.
+    initiated_at: std::time::Instant,
+    answered_at: Option<std::time::Instant>,
 }
 
 impl CallEntry {
@@ -378,6 +381,8 @@ impl Hub {
                 media_ready: false,
                 candidates: [[0; 2]; 2],
                 recording: None,
+                initiated_at: std::time::Instant::now(),
+                answered_at: None,
             },
         );
         state.user_calls.insert(me.user.id.clone(), call_id.clone());
@@ -426,6 +431,7 @@ impl Hub {
             entry.callee_socket = Some(me.sid());
             entry.media_requested = true;
             self.history.answered(&call_id);
+            entry.answered_at = Some(std::time::Instant::now());
             if let Some(timer) = entry.ring_timer.take() {
                 timer.abort();
             }
@@ -788,6 +794,11 @@ impl Hub {
             } => {
                 debug!(%participant, ?kind, "publication added");
             }
+            SfuEvent::MediaFlowing { room } => {
+                if let Some(entry) = state.calls.get(&CallId::new(room.as_str())) {
+                    crate::metrics::call_media_started(entry.initiated_at.elapsed());
+                }
+            }
             SfuEvent::Quality {
                 participant,
                 quality,
@@ -842,6 +853,7 @@ impl Hub {
         self.history
             .ended(call_id, reason, entry.callee_socket.is_some());
         self.recording_ends_with_call(state, &mut entry, call_id, reason);
+        crate::metrics::call_ended(reason.as_str(), entry.answered_at.map(|at| at.elapsed()));
 
         let mut targets = vec![entry.caller_socket];
         match entry.callee_socket {

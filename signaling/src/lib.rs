@@ -53,6 +53,7 @@ mod hub;
 pub mod identity;
 mod ids;
 mod limits;
+pub mod metrics;
 mod namespace;
 pub mod payload;
 pub mod presence;

@@ -219,6 +219,7 @@ impl Request {
 
     /// Reports a failure as an error ack (if not acked yet) and an `error` event.
     fn finish(mut self, result: Result<(), SignalingError>) {
+        crate::metrics::event_handled(self.event, result.as_ref().err().map(|e| e.code()));
         let Err(e) = result else { return };
         let call_id = call_id_hint(&self.value);
         debug!(
@@ -299,6 +300,7 @@ async fn on_unknown_event(socket: SocketRef, Event(event): Event, ack: AckSender
             event.chars().take(64).collect::<String>()
         )),
     };
+    crate::metrics::event_handled("unknown", Some(e.code()));
     let _ = ack.send(&e.ack());
     let mut body = e.event("", None);
     // Echo the name back, bounded: it is attacker-chosen.

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use rand::distr::{Alphanumeric, SampleString};
-use rtc::interceptor::Registry;
+use rtc::interceptor::{Registry, Slot};
 use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
 use rtc::peer_connection::configuration::media_engine::MediaEngine;
 use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
@@ -39,8 +39,9 @@ pub(crate) struct Connection {
     pub publications_by_ssrc: HashMap<u32, PubKey>,
     /// Publisher side: the client's track id → publication.
     pub publications_by_track: HashMap<String, PubKey>,
-    /// Subscriber side: our outgoing track id (the publication id) → publication.
-    pub subscriptions_by_track: HashMap<String, PubKey>,
+    /// Subscriber side: our outgoing SSRC (one per subscription) → publication. RTCP
+    /// feedback (PLI, FIR, receiver reports) names these SSRCs.
+    pub subscriptions_by_ssrc: HashMap<u32, PubKey>,
     /// Subscriber side: an offer is out and its answer has not arrived.
     pub awaiting_answer: bool,
     /// Subscriber side: tracks changed since the last offer.
@@ -73,7 +74,10 @@ impl Connection {
             )?;
         }
         // NACK generation/response, RTCP sender/receiver reports, TWCC feedback.
-        let interceptors = register_default_interceptors(Registry::new(), &mut media_engine)?;
+        let interceptors = register_default_interceptors(Registry::new(), &mut media_engine)?.with(
+            Slot::Custom(super::feedback::SLOT),
+            super::feedback::FeedbackToApplication::default(),
+        );
         let pc = RTCPeerConnectionBuilder::new()
             .with_configuration(RTCConfigurationBuilder::new().build())
             .with_setting_engine(settings)
@@ -91,7 +95,7 @@ impl Connection {
             local_candidate_added: false,
             publications_by_ssrc: HashMap::new(),
             publications_by_track: HashMap::new(),
-            subscriptions_by_track: HashMap::new(),
+            subscriptions_by_ssrc: HashMap::new(),
             awaiting_answer: false,
             needs_offer: false,
         })

@@ -25,7 +25,7 @@ impl Engine {
             .map(unix_to_ntp_middle32)
             .unwrap_or(0);
         for block in &report.reports {
-            for key in conn.subscriptions_by_track.values() {
+            if let Some(key) = conn.subscriptions_by_ssrc.get(&block.ssrc) {
                 let Some(publication) = self.publications.get_mut(key) else {
                     continue;
                 };

@@ -18,14 +18,14 @@ use super::forwarder::Skip;
 use super::{arm_timer, flush, ConnId, Engine, PubKey};
 use crate::metrics::{kind_index, DropReason};
 use crate::speaker::parse_audio_level;
-use crate::{PeerRole, TrackKind};
+use crate::{PeerRole, SfuEvent, TrackKind};
 
 impl Engine {
     pub(super) fn handle_media(&mut self, now: Instant, conn_id: ConnId, message: RTCMessage) {
         match message {
             RTCMessage::RtpPacket(_, packet) => self.forward_rtp(now, conn_id, packet),
-            RTCMessage::RtcpPacket(track_id, packets) => {
-                self.handle_subscriber_rtcp(now, conn_id, &track_id, &packets)
+            RTCMessage::RtcpPacket(_, packets) => {
+                self.handle_subscriber_rtcp(now, conn_id, &packets)
             }
             _ => {}
         }
@@ -45,6 +45,7 @@ impl Engine {
             return;
         };
         let kind = kind_index(publication.kind);
+        let forwarded_before = self.counters.forwarded_packets[kind];
         self.counters.received_packets[kind] += 1;
         self.counters.received_bytes[kind] += packet.payload.len() as u64;
         publication.receive_stats.on_packet(
@@ -110,8 +111,31 @@ impl Engine {
             flush(&self.socket, conn, &mut self.counters);
             arm_timer(&mut self.timers, now, subscription.conn, conn);
         }
+        let first_forward =
+            !publication.forwarded_any && self.counters.forwarded_packets[kind] > forwarded_before;
         if recorder_wants_keyframe {
             self.request_keyframe(now, key);
+        }
+        if first_forward {
+            self.first_forward(key);
+        }
+    }
+
+    /// Once per publication: the room's first forwarded packet is reported as MediaFlowing.
+    #[cold]
+    fn first_forward(&mut self, key: PubKey) {
+        let Some(publication) = self.publications.get_mut(&key) else {
+            return;
+        };
+        publication.forwarded_any = true;
+        let Some(room) = self.rooms.get_mut(&publication.room) else {
+            return;
+        };
+        if !room.media_flowing {
+            room.media_flowing = true;
+            let _ = self.events.send(SfuEvent::MediaFlowing {
+                room: publication.room.clone(),
+            });
         }
     }
 
@@ -119,7 +143,6 @@ impl Engine {
         &mut self,
         now: Instant,
         conn_id: ConnId,
-        track_id: &str,
         packets: &[Box<dyn rtcp::packet::Packet>],
     ) {
         let Some(conn) = self.conns.get(&conn_id) else {
@@ -137,20 +160,28 @@ impl Engine {
         let Some(conn) = self.conns.get(&conn_id) else {
             return;
         };
-        let mut wants_keyframe = false;
+        // A compound RTCP packet is handed to us under the track of its *first* packet's
+        // SSRC (typically a receiver report about any stream), so each feedback packet is
+        // routed by its own media SSRC instead.
+        let mut keyframes_wanted: [Option<PubKey>; 4] = [None; 4];
+        let mut wanted = 0;
         for packet in packets {
-            let packet = packet.as_any();
-            if packet.is::<PictureLossIndication>() || packet.is::<FullIntraRequest>() {
+            let any = packet.as_any();
+            if any.is::<PictureLossIndication>() || any.is::<FullIntraRequest>() {
                 self.counters.keyframe_requests_received += 1;
-                wants_keyframe = true;
-            } else if packet.is::<TransportLayerNack>() {
+                for ssrc in packet.destination_ssrc() {
+                    if let Some(key) = conn.subscriptions_by_ssrc.get(&ssrc) {
+                        if wanted < keyframes_wanted.len() {
+                            keyframes_wanted[wanted] = Some(*key);
+                            wanted += 1;
+                        }
+                    }
+                }
+            } else if any.is::<TransportLayerNack>() {
                 self.counters.nacks_received += 1;
             }
         }
-        if !wants_keyframe {
-            return;
-        }
-        if let Some(key) = conn.subscriptions_by_track.get(track_id).copied() {
+        for key in keyframes_wanted.into_iter().flatten() {
             self.request_keyframe(now, key);
         }
     }
@@ -160,7 +191,7 @@ impl Engine {
         let Some(conn) = self.conns.get(&conn_id) else {
             return;
         };
-        let keys: Vec<PubKey> = conn.subscriptions_by_track.values().copied().collect();
+        let keys: Vec<PubKey> = conn.subscriptions_by_ssrc.values().copied().collect();
         for key in keys {
             self.request_keyframe(now, key);
         }

@@ -73,6 +73,7 @@ impl Engine {
             participants: Vec::new(),
             speakers: ActiveSpeakerDetector::new(speaker_config),
             recording: None,
+            media_flowing: false,
         });
         room.participants.push(participant.clone());
         room.speakers.add(participant.clone());
@@ -334,6 +335,7 @@ impl Engine {
                     .participants
                     .get(&owner)
                     .and_then(|p| p.recorder.clone()),
+                forwarded_any: false,
             },
         );
         let others: Vec<ParticipantId> = self
@@ -400,7 +402,8 @@ impl Engine {
         for subscription in &publication.subscriptions {
             if let Some(conn) = self.conns.get_mut(&subscription.conn) {
                 let _ = conn.pc.remove_track(subscription.sender);
-                conn.subscriptions_by_track.remove(publication.id.as_str());
+                conn.subscriptions_by_ssrc
+                    .remove(&subscription.forwarder.ssrc());
                 conn.needs_offer = true;
                 touched.push(subscription.conn);
             }
@@ -447,8 +450,7 @@ impl Engine {
         );
         match conn.pc.add_track(track) {
             Ok(sender) => {
-                conn.subscriptions_by_track
-                    .insert(publication.id.to_string(), key);
+                conn.subscriptions_by_ssrc.insert(ssrc, key);
                 conn.needs_offer = true;
                 publication.subscriptions.push(Subscription {
                     subscriber: subscriber.clone(),
@@ -508,7 +510,7 @@ impl Engine {
         let Some(conn) = self.conns.get_mut(&conn_id) else {
             return;
         };
-        let keys: Vec<PubKey> = conn.subscriptions_by_track.values().copied().collect();
+        let keys: Vec<PubKey> = conn.subscriptions_by_ssrc.values().copied().collect();
         for key in keys {
             let Some(publication) = self.publications.get_mut(&key) else {
                 continue;

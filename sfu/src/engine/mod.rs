@@ -8,6 +8,7 @@
 
 mod connection;
 mod demux;
+mod feedback;
 mod forwarder;
 mod insight;
 mod media;
@@ -59,6 +60,8 @@ struct Room {
     participants: Vec<ParticipantId>,
     speakers: ActiveSpeakerDetector<ParticipantId>,
     recording: Option<recorder::RoomRecording>,
+    /// A packet was forwarded in this room (reported once as `MediaFlowing`).
+    media_flowing: bool,
 }
 
 struct Participant {
@@ -89,6 +92,8 @@ struct Publication {
     audio_level_extension: Option<u8>,
     /// The owner's recorder while its room is recorded.
     recorder: Option<Arc<ParticipantRecorder>>,
+    /// A packet of this publication was forwarded (so the room's media flows).
+    forwarded_any: bool,
 }
 
 struct Subscription {

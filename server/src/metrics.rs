@@ -1,0 +1,100 @@
+//! `GET /metrics`: everything in the process's default Prometheus registry, in the text
+//! exposition format: the SFU's media metrics, signaling's event/call metrics, gauges read
+//! from signaling at scrape time, and process metrics (CPU, memory, file descriptors).
+
+use std::sync::OnceLock;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use prometheus::{Encoder, IntGauge, IntGaugeVec, Opts, TextEncoder};
+use switchboard_sfu::metrics::SfuMetrics;
+use switchboard_signaling::Signaling;
+
+/// The SFU's metrics, registered once per process in the default registry (several servers
+/// in one test process share them).
+pub fn sfu_metrics() -> anyhow::Result<SfuMetrics> {
+    // A Mutex, not a OnceLock check-then-register: servers bound concurrently (tests) must
+    // not both try to register.
+    static METRICS: std::sync::Mutex<Option<SfuMetrics>> = std::sync::Mutex::new(None);
+    let mut metrics = METRICS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(metrics) = metrics.as_ref() {
+        return Ok(metrics.clone());
+    }
+    let registered = SfuMetrics::register(prometheus::default_registry())?;
+    *metrics = Some(registered.clone());
+    Ok(registered)
+}
+
+struct ScrapeGauges {
+    connections: IntGauge,
+    online_users: IntGauge,
+    calls: IntGaugeVec,
+}
+
+fn scrape_gauges() -> &'static ScrapeGauges {
+    static GAUGES: OnceLock<ScrapeGauges> = OnceLock::new();
+    GAUGES.get_or_init(|| {
+        let registry = prometheus::default_registry();
+        let gauges = ScrapeGauges {
+            connections: IntGauge::new(
+                "switchboard_socketio_connections",
+                "Connected Socket.IO sockets.",
+            )
+            .expect("valid metric"),
+            online_users: IntGauge::new(
+                "switchboard_signaling_online_users",
+                "Users with at least one connected socket.",
+            )
+            .expect("valid metric"),
+            calls: IntGaugeVec::new(
+                Opts::new("switchboard_signaling_calls", "Calls by state."),
+                &["state"],
+            )
+            .expect("valid metric"),
+        };
+        // Registration only fails on a duplicate name, which this OnceLock rules out.
+        let _ = registry.register(Box::new(gauges.connections.clone()));
+        let _ = registry.register(Box::new(gauges.online_users.clone()));
+        let _ = registry.register(Box::new(gauges.calls.clone()));
+        gauges
+    })
+}
+
+pub fn router(signaling: Signaling) -> Router {
+    switchboard_signaling::metrics::init();
+    scrape_gauges();
+    Router::new()
+        .route("/metrics", get(scrape))
+        .with_state(signaling)
+}
+
+async fn scrape(State(signaling): State<Signaling>) -> impl IntoResponse {
+    let stats = signaling.stats();
+    let gauges = scrape_gauges();
+    gauges.connections.set(stats.sockets as i64);
+    gauges.online_users.set(stats.online_users as i64);
+    gauges
+        .calls
+        .with_label_values(&["active"])
+        .set(stats.active_calls as i64);
+    gauges
+        .calls
+        .with_label_values(&["ringing"])
+        .set(stats.calls.saturating_sub(stats.active_calls) as i64);
+    let encoder = TextEncoder::new();
+    let mut body = Vec::new();
+    match encoder.encode(&prometheus::gather(), &mut body) {
+        Ok(()) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, encoder.format_type().to_owned())],
+            body,
+        )
+            .into_response(),
+        Err(error) => (StatusCode::INTERNAL_SERVER_ERROR, error.to_string()).into_response(),
+    }
+}

@@ -1,0 +1,106 @@
+//! Prometheus metrics of the signaling layer, in the process's default registry (the same
+//! registry the server's `/metrics` endpoint encodes).
+//!
+//! Only bounded label values: event names come from the fixed list of handlers (unknown
+//! events are counted as `unknown`), results are stable error codes or `ok`, end reasons are
+//! the protocol's fixed list. Never a user or call id.
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use prometheus::{
+    register_histogram_with_registry, register_int_counter_vec_with_registry, Histogram,
+    HistogramOpts, IntCounterVec, Opts,
+};
+
+pub(crate) struct SignalingMetrics {
+    events: IntCounterVec,
+    calls_ended: IntCounterVec,
+    call_setup_seconds: Histogram,
+    call_duration_seconds: Histogram,
+}
+
+static METRICS: LazyLock<SignalingMetrics> = LazyLock::new(|| {
+    let registry = prometheus::default_registry();
+    SignalingMetrics {
+        events: register_int_counter_vec_with_registry!(
+            Opts::new(
+                "switchboard_signaling_events_total",
+                "Socket.IO events handled, by event name and result (ok or the error code)."
+            ),
+            &["event", "result"],
+            registry
+        )
+        .expect("metric names are unique"),
+        calls_ended: register_int_counter_vec_with_registry!(
+            Opts::new(
+                "switchboard_signaling_calls_ended_total",
+                "Calls ended, by reason."
+            ),
+            &["reason"],
+            registry
+        )
+        .expect("metric names are unique"),
+        call_setup_seconds: register_histogram_with_registry!(
+            HistogramOpts::new(
+                "switchboard_signaling_call_setup_seconds",
+                "From initiate_call to the first media forwarded in the call (ringing included)."
+            )
+            .buckets(vec![0.5, 1.0, 2.0, 3.0, 5.0, 8.0, 13.0, 21.0, 30.0, 60.0]),
+            registry
+        )
+        .expect("metric names are unique"),
+        call_duration_seconds: register_histogram_with_registry!(
+            HistogramOpts::new(
+                "switchboard_signaling_call_duration_seconds",
+                "From accept to end, for answered calls."
+            )
+            .buckets(vec![
+                5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0
+            ]),
+            registry
+        )
+        .expect("metric names are unique"),
+    }
+});
+
+/// Makes the metrics exist (with zero values) before the first event, so a scrape right
+/// after start already lists them.
+pub fn init() {
+    use crate::EndReason::*;
+    for reason in [
+        Hangup,
+        Rejected,
+        Cancelled,
+        NoAnswer,
+        Disconnected,
+        MediaUnavailable,
+        Failed,
+        Shutdown,
+    ] {
+        METRICS.calls_ended.with_label_values(&[reason.as_str()]);
+    }
+}
+
+/// One handled client event: `error_code` is `None` on success.
+pub(crate) fn event_handled(event: &str, error_code: Option<&str>) {
+    METRICS
+        .events
+        .with_label_values(&[event, error_code.unwrap_or("ok")])
+        .inc();
+}
+
+pub(crate) fn call_ended(reason: &str, answered_for: Option<Duration>) {
+    METRICS.calls_ended.with_label_values(&[reason]).inc();
+    if let Some(duration) = answered_for {
+        METRICS
+            .call_duration_seconds
+            .observe(duration.as_secs_f64());
+    }
+}
+
+pub(crate) fn call_media_started(since_initiate: Duration) {
+    METRICS
+        .call_setup_seconds
+        .observe(since_initiate.as_secs_f64());
+}
