@@ -20,6 +20,7 @@ import {
   getLocalMedia,
   stopStream,
 } from './js/media.js';
+import { describeCall, downloadRecording, fetchCalls, fmtBytes, outcomeText, relativeTime } from './js/history.js';
 
 const $ = (id) => document.querySelector(`[data-testid="${id}"]`);
 
@@ -34,7 +35,10 @@ const ringtone = new Ringtone();
  *          | 'accepting' (callee: accepted, getting camera/mic)
  *          | 'active',
  *     peer: {id, name}, participants, localStream, media, accepted, startedAt,
- *     audio, video (what we send), remote: Map<userId, {name, audio, video}> }
+ *     audio, video (what we send), remote: Map<userId, {name, audio, video}>,
+ *     recording: null | {by: {id, name}}, recordingBusy: bool (a start/stop is in flight) }
+ *
+ * `history` is the "Recent calls" panel: the last GET /api/calls page, newest first.
  */
 const state = {
   session: null,
@@ -43,6 +47,7 @@ const state = {
   users: [],
   call: null,
   timer: null,
+  history: { calls: [], loaded: false, error: null, seq: 0, timers: [] },
   // Kept after a call for the tests' "everything was released" assertions.
   last: { localStream: null, publisher: null, subscriber: null },
 };
@@ -110,6 +115,7 @@ function render() {
   const signedIn = !!state.session;
   $('signin-view').hidden = signedIn;
   $('lobby-view').hidden = !signedIn;
+  $('history-view').hidden = !signedIn;
   $('me').hidden = !signedIn;
   if (signedIn) {
     $('me-name').textContent = state.session.user.name;
@@ -118,6 +124,7 @@ function render() {
     dot.title = state.connected ? 'Connected' : 'Connecting…';
   }
   renderUsers();
+  renderHistory();
   renderIncoming();
   renderCall();
 }
@@ -258,6 +265,235 @@ function renderCall() {
   const canToggle = c.phase === 'active' || c.phase === 'calling';
   mute.disabled = !canToggle || !c.localStream;
   cam.disabled = !canToggle || !c.localStream;
+
+  // Recording: the indicator follows the server's events; the button only asks.
+  const rec = $('rec-indicator');
+  rec.hidden = !c.recording;
+  $('rec-by').textContent = c.recording ? `Recording started by ${c.recording.by.name}` : '';
+  const recBtn = $('toggle-recording');
+  const recording = !!c.recording;
+  recBtn.setAttribute('aria-pressed', String(recording));
+  recBtn.setAttribute('aria-label', recording ? 'Stop recording' : 'Record call');
+  recBtn.title = recBtn.getAttribute('aria-label');
+  recBtn.querySelector('[data-icon]').innerHTML = recording ? ICONS.stop : ICONS.record;
+  recBtn.querySelector('.label').textContent = recording ? 'Stop recording' : 'Record';
+  recBtn.disabled = c.phase !== 'active' || !c.accepted || !!c.recordingBusy;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Recent calls (GET /api/calls, docs/protocol.md §9)
+
+/** Fetch the newest 20 calls; a later call supersedes an earlier one still in flight. */
+async function refreshHistory() {
+  const session = state.session;
+  if (!session) return;
+  const h = state.history;
+  const seq = ++h.seq;
+  try {
+    const calls = await fetchCalls(session.token, 20);
+    if (seq !== h.seq || state.session !== session) return;
+    h.calls = calls;
+    h.error = null;
+  } catch (e) {
+    if (seq !== h.seq || state.session !== session) return;
+    h.error = e.status === 401 ? 'Your session has expired: sign in again to see your calls.' : `Could not load recent calls (${e.message}).`;
+  }
+  h.loaded = true;
+  renderHistory();
+}
+
+/**
+ * After a call (or a recording) ends the server writes the history and finalises recording
+ * files a moment later: refresh now and a few times more.
+ */
+function scheduleHistoryRefresh() {
+  const h = state.history;
+  for (const t of h.timers) clearTimeout(t);
+  h.timers = [300, 1500, 4000, 9000].map((ms) => setTimeout(refreshHistory, ms));
+}
+
+function clearHistory() {
+  const h = state.history;
+  for (const t of h.timers) clearTimeout(t);
+  h.seq++;
+  h.timers = [];
+  h.calls = [];
+  h.loaded = false;
+  h.error = null;
+}
+
+function renderHistory() {
+  const list = $('history-list');
+  const status = $('history-status');
+  const h = state.history;
+  if (!state.session) {
+    list.replaceChildren();
+    return;
+  }
+  const me = state.session.user.id;
+  status.textContent = h.error || (!h.loaded ? 'Loading…' : h.calls.length ? '' : 'No calls yet.');
+  status.hidden = !status.textContent;
+  status.dataset.level = h.error ? 'error' : 'info';
+  list.replaceChildren(...h.calls.map((call) => historyItem(call, me)));
+}
+
+function historyItem(call, me) {
+  const d = describeCall(call, me);
+  const li = document.createElement('li');
+  li.className = 'call-item';
+  li.dataset.testid = 'history-item';
+  li.dataset.callId = call.id;
+  li.dataset.direction = d.outgoing ? 'outgoing' : 'incoming';
+  li.dataset.outcome = call.outcome || 'live';
+  li.dataset.kind = call.kind;
+  li.dataset.peerId = d.other.user_id || '';
+  li.dataset.missed = String(d.missed);
+  if (d.missed) li.classList.add('missed');
+
+  const dir = document.createElement('span');
+  dir.className = 'dir';
+  dir.dataset.testid = 'history-direction';
+  dir.innerHTML = d.outgoing ? ICONS.outgoing : ICONS.incoming;
+  const dirText = d.outgoing ? 'Outgoing' : 'Incoming';
+  dir.title = dirText;
+  dir.setAttribute('aria-label', dirText);
+  dir.setAttribute('role', 'img');
+
+  const main = document.createElement('span');
+  main.className = 'who';
+  const name = document.createElement('span');
+  name.className = 'name';
+  name.dataset.testid = 'history-peer';
+  name.textContent = d.others.length ? d.others.map((p) => p.name).join(', ') : d.other.name;
+  const meta = document.createElement('span');
+  meta.className = 'meta';
+  const kind = document.createElement('span');
+  kind.className = 'kind';
+  kind.dataset.testid = 'history-kind';
+  kind.innerHTML = call.kind === 'video' ? ICONS.video : ICONS.phone;
+  kind.title = kindLabel(call.kind);
+  kind.setAttribute('role', 'img');
+  kind.setAttribute('aria-label', kindLabel(call.kind));
+  const outcome = document.createElement('span');
+  outcome.className = 'outcome';
+  outcome.dataset.testid = 'history-outcome';
+  outcome.textContent = `${dirText} · ${outcomeText(call, d)}`;
+  const dur = document.createElement('span');
+  dur.className = 'duration';
+  dur.dataset.testid = 'history-duration';
+  if (call.outcome === 'completed' && typeof call.duration_ms === 'number') {
+    dur.textContent = fmtDuration(call.duration_ms);
+    dur.dataset.ms = String(call.duration_ms);
+  } else dur.hidden = true;
+  const when = document.createElement('time');
+  when.className = 'when';
+  when.dataset.testid = 'history-time';
+  when.dateTime = new Date(call.ringing_at).toISOString();
+  when.title = new Date(call.ringing_at).toLocaleString();
+  when.textContent = relativeTime(call.ringing_at);
+  meta.append(kind, outcome, dur, when);
+  main.append(name, meta);
+
+  // Call back, same kind, if the other party is online and free.
+  const actions = document.createElement('span');
+  actions.className = 'actions';
+  const peer = d.other.user_id ? state.users.find((u) => u.id === d.other.user_id) : null;
+  const b = document.createElement('button');
+  b.type = 'button';
+  b.className = `icon-button ${call.kind === 'video' ? 'video' : 'voice'}`;
+  b.dataset.testid = 'history-callback';
+  b.innerHTML = call.kind === 'video' ? ICONS.video : ICONS.phone;
+  const label = `Call ${d.other.name} back (${call.kind})`;
+  b.setAttribute('aria-label', label);
+  let why = '';
+  if (!peer) why = `${d.other.name} is offline`;
+  else if (peer.busy) why = `${d.other.name} is in a call`;
+  else if (state.call) why = 'You are in a call';
+  else if (!state.connected) why = 'Not connected to the server';
+  b.disabled = !!why;
+  // A disabled button gets no pointer events in some browsers: the wrapper carries the tooltip too.
+  b.title = why || label;
+  actions.title = why || label;
+  b.addEventListener('click', () => {
+    if (peer) startCall({ id: peer.id, name: peer.name }, call.kind === 'video' ? 'video' : 'voice');
+  });
+  actions.appendChild(b);
+
+  li.append(dir, main, actions);
+
+  const recs = Array.isArray(call.recordings) ? call.recordings : [];
+  if (recs.length) {
+    const ul = document.createElement('ul');
+    ul.className = 'recordings';
+    ul.dataset.testid = 'history-recordings';
+    const nameOf = (id) => (call.participants || []).find((p) => p.user_id === id)?.name || 'Unknown';
+    recs.forEach((r, i) => {
+      const item = document.createElement('li');
+      item.className = 'recording';
+      item.dataset.testid = 'history-recording';
+      item.dataset.recordingId = r.id;
+      const text = document.createElement('span');
+      text.className = 'rec-text';
+      text.textContent = `Recording ${i + 1}: ${nameOf(r.participant)} · ${fmtDuration(r.duration_ms || 0)} · ${fmtBytes(r.bytes)}`;
+      const dl = document.createElement('button');
+      dl.type = 'button';
+      dl.className = 'link-button download';
+      dl.dataset.testid = 'recording-download';
+      dl.innerHTML = `${ICONS.download}<span>Download</span>`;
+      dl.setAttribute('aria-label', `Download recording ${i + 1} (${nameOf(r.participant)})`);
+      dl.addEventListener('click', async () => {
+        dl.disabled = true;
+        try {
+          const stamp = new Date(r.created_at || call.ringing_at).toISOString().replace(/[:.]/g, '-');
+          await downloadRecording(state.session.token, r.id, `switchboard-${stamp}-${nameOf(r.participant)}.webm`);
+        } catch (e) {
+          toast(`Could not download the recording: ${e.message}`);
+        } finally {
+          dl.disabled = false;
+        }
+      });
+      item.append(text, dl);
+      ul.appendChild(item);
+    });
+    li.appendChild(ul);
+  }
+  return li;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Recording (docs/protocol.md §8)
+
+const RECORDING_ERRORS = {
+  missing_grant: 'You are not allowed to record calls.',
+  already_recording: 'This call is already being recorded.',
+  not_recording: 'This call is not being recorded.',
+  invalid_state: 'The call can only be recorded once it is connected.',
+  internal: 'The server cannot record right now.',
+  expired_token: 'Your session has expired: recording cannot start.',
+};
+
+const RECORDING_STOPPED = {
+  requested: 'Recording stopped.',
+  call_ended: 'Recording stopped: the call ended.',
+  disk_full: 'Recording stopped: server disk is full',
+  shutdown: 'Recording stopped: the server is shutting down.',
+};
+
+async function toggleRecording() {
+  const call = state.call;
+  if (!call || call.phase !== 'active' || !call.id || call.recordingBusy) return;
+  const event = call.recording ? 'stop_recording' : 'start_recording';
+  call.recordingBusy = true;
+  render();
+  try {
+    await state.signaling.request(event, { call_id: call.id });
+    // The indicator changes on recording_started / recording_stopped, which follow the ack.
+  } catch (e) {
+    if (state.call === call) toast(`${RECORDING_ERRORS[e.code] || e.message} (${e.code})`);
+  } finally {
+    call.recordingBusy = false;
+    if (state.call === call) render();
+  }
 }
 
 function makeRemoteTile(id, name) {
@@ -309,6 +545,8 @@ function newCall(fields) {
     audio: true,
     video: true,
     remote: new Map(),
+    recording: null,
+    recordingBusy: false,
     ...fields,
   };
 }
@@ -542,6 +780,7 @@ function finishCall(message, level = 'info') {
   state.call = null;
   render();
   if (message) notice(message, level);
+  if (call) scheduleHistoryRefresh();
 }
 
 function endedText(call, reason, by) {
@@ -593,6 +832,7 @@ function wireSignaling(sig) {
   sig.on('connect', () => {
     state.connected = true;
     render();
+    refreshHistory();
   });
   sig.on('disconnect', () => {
     state.connected = false;
@@ -610,6 +850,24 @@ function wireSignaling(sig) {
   sig.on('presence', (msg) => {
     state.users = Array.isArray(msg && msg.users) ? msg.users : [];
     renderUsers();
+    renderHistory();
+  });
+  sig.on('recording_started', (msg) => {
+    const c = currentCall(msg && msg.call_id);
+    if (!c) return;
+    c.recording = { by: (msg.by && msg.by.name ? msg.by : { id: null, name: 'someone' }) };
+    render();
+  });
+  sig.on('recording_stopped', (msg) => {
+    const c = currentCall(msg && msg.call_id);
+    if (!c || !c.recording) return;
+    c.recording = null;
+    render();
+    // call_ended follows a call_ended stop at once: the end banner says enough.
+    if (msg.reason !== 'call_ended') {
+      toast(RECORDING_STOPPED[msg.reason] || `Recording stopped (${msg.reason}).`, msg.reason === 'requested' ? 'info' : 'error');
+    }
+    scheduleHistoryRefresh();
   });
   sig.on('call_ringing', (msg) => {
     const c = currentCall(msg.call_id);
@@ -685,6 +943,8 @@ function wireSignaling(sig) {
   });
   sig.on('error', (msg) => {
     if (!msg || typeof msg !== 'object') return;
+    // Recording requests show their own, friendlier error from the ack.
+    if (msg.event === 'start_recording' || msg.event === 'stop_recording') return;
     toast(msg.message || msg.code || 'Server error');
   });
 }
@@ -707,6 +967,7 @@ function signOut(message) {
   state.session = null;
   state.connected = false;
   state.users = [];
+  clearHistory();
   clearSession();
   render();
   notice(message || null, message ? 'error' : 'info');
@@ -744,6 +1005,8 @@ function wireDom() {
   $('end-call').addEventListener('click', hangUp);
   $('toggle-mute').addEventListener('click', toggleMute);
   $('toggle-camera').addEventListener('click', toggleCamera);
+  $('toggle-recording').addEventListener('click', toggleRecording);
+  $('history-refresh').addEventListener('click', refreshHistory);
   document.addEventListener('keydown', (ev) => {
     if (ev.key === 'Escape' && state.call && state.call.phase === 'incoming') rejectCall();
   });
@@ -758,6 +1021,7 @@ window.switchboard = {
       me: state.session ? state.session.user : null,
       connected: state.connected,
       users: state.users,
+      history: state.history.calls,
       ringing: ringtone.playing,
       ringtoneAudio: ringtone.audioState,
       call: c && {
@@ -769,6 +1033,7 @@ window.switchboard = {
         audio: c.audio,
         video: c.video,
         connection: c.connection,
+        recording: c.recording || null,
         remote: Object.fromEntries(c.remote),
       },
     };

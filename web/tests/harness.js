@@ -8,7 +8,8 @@
 //   SAVE_SCREENSHOT=1       the media test writes docs/screenshot-call.png
 
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
@@ -44,7 +45,16 @@ export function buildServer() {
 export async function startServer({ ringTimeoutSecs = 5 } = {}) {
   buildServer();
   const args = ['--http-addr', '127.0.0.1:0', '--media-addr', '127.0.0.1:0', '--ring-timeout-secs', String(ringTimeoutSecs)];
-  const env = { ...process.env, SWITCHBOARD_WEB_DIR: PUBLIC_DIR, RUST_LOG: process.env.RUST_LOG || 'info' };
+  // A fresh call history and recording directory per server, outside the repository.
+  const scratch = mkdtempSync(path.join(os.tmpdir(), 'switchboard-web-test-'));
+  const env = {
+    ...process.env,
+    SWITCHBOARD_WEB_DIR: PUBLIC_DIR,
+    SWITCHBOARD_DATABASE_URL: `sqlite://${path.join(scratch, 'history.sqlite')}?mode=rwc`,
+    SWITCHBOARD_RECORDING_DIR: path.join(scratch, 'recordings'),
+    SWITCHBOARD_RECORDING_MIN_FREE_MB: '1',
+    RUST_LOG: process.env.RUST_LOG || 'info',
+  };
   let child;
   if (process.env.SWITCHBOARD_SERVER_CMD) {
     child = spawn('sh', ['-c', `exec ${process.env.SWITCHBOARD_SERVER_CMD} ${args.join(' ')}`], { cwd: REPO_ROOT, env });
@@ -71,6 +81,7 @@ export async function startServer({ ringTimeoutSecs = 5 } = {}) {
     m = await found;
   } catch (e) {
     child.kill('SIGKILL');
+    rmSync(scratch, { recursive: true, force: true });
     throw e;
   }
   const mediaAddr = m[2];
@@ -78,14 +89,17 @@ export async function startServer({ ringTimeoutSecs = 5 } = {}) {
     url: m[1].replace(/\/$/, ''),
     mediaAddr,
     mediaPort: Number(mediaAddr.slice(mediaAddr.lastIndexOf(':') + 1)),
+    scratch,
     logs: () => output,
     async stop() {
-      if (child.exitCode !== null || child.signalCode) return;
-      const gone = new Promise((r) => child.once('exit', r));
-      child.kill('SIGTERM');
-      const t = setTimeout(() => child.kill('SIGKILL'), 3000);
-      await gone;
-      clearTimeout(t);
+      if (child.exitCode === null && !child.signalCode) {
+        const gone = new Promise((r) => child.once('exit', r));
+        child.kill('SIGTERM');
+        const t = setTimeout(() => child.kill('SIGKILL'), 3000);
+        await gone;
+        clearTimeout(t);
+      }
+      rmSync(scratch, { recursive: true, force: true });
     },
   };
   return server;

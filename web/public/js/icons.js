@@ -26,6 +26,11 @@ export const ICONS = {
   cameraOff: svg(
     '<path fill="currentColor" d="M21 6.5l-4 4V7a1 1 0 0 0-1-1H9.82L21 17.18zM3.27 2 2 3.27 4.73 6H4a1 1 0 0 0-1 1v10a1 1 0 0 0 1 1h12c.2 0 .39-.08.54-.18L19.73 21 21 19.73z"/>',
   ),
+  record: svg('<circle cx="12" cy="12" r="7" fill="currentColor"/>'),
+  stop: svg('<rect x="6" y="6" width="12" height="12" rx="2" fill="currentColor"/>'),
+  outgoing: svg('<path fill="none" stroke="currentColor" stroke-width="2.2" stroke-linecap="round" d="M7 17 17 7M9 7h8v8"/>'),
+  incoming: svg('<path fill="none" stroke="currentColor" stroke-width="2.2" stroke-linecap="round" d="M17 7 7 17M15 17H7V9"/>'),
+  download: svg('<path fill="none" stroke="currentColor" stroke-width="2.2" stroke-linecap="round" stroke-linejoin="round" d="M12 4v11m-5-5 5 5 5-5M5 20h14"/>'),
 };
 
 /** Fill every `[data-icon]` placeholder under `root` with its SVG. */
