@@ -798,9 +798,10 @@ async fn join_call(
         ..ParticipantConfig::default()
     };
     pacer.wait().await;
-    let (caller, caller_events) = Participant::join(&http, url, &format!("r{room}-p0"), pc.clone())
-        .await
-        .map_err(|e| e.to_string())?;
+    let (caller, mut caller_events) =
+        Participant::join(&http, url, &format!("r{room}-p0"), pc.clone())
+            .await
+            .map_err(|e| e.to_string())?;
     caller
         .receive_stats()
         .started_us
@@ -809,6 +810,21 @@ async fn join_call(
     let (callee, mut callee_events) = Participant::join(&http, url, &format!("r{room}-p1"), pc)
         .await
         .map_err(|e| e.to_string())?;
+    // Call only once the caller sees the callee online, as a real client does (calling a user
+    // the server has not registered yet is refused with user_offline).
+    let callee_id = callee.user().id.clone();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(event) = caller_events.recv().await {
+            if let ParticipantEvent::Signal(ServerEvent::Presence { users }) = &event {
+                if users.iter().any(|u| u.id == callee_id) {
+                    return Ok(());
+                }
+            }
+        }
+        Err("caller events ended".to_owned())
+    })
+    .await
+    .map_err(|_| "callee not in the caller's presence within 10 s".to_owned())??;
     callee
         .receive_stats()
         .started_us
