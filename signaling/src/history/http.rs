@@ -41,7 +41,7 @@ struct ApiState {
 
 /// The history routes, ready to merge into the server's router (whatever its state type).
 ///
-/// ```ignore
+/// ```text
 /// let issuer = TokenIssuer::new(secret, lifetime);
 /// let routes = history::http::router(store, move |token| issuer.verify(token));
 /// ```
