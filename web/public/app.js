@@ -1055,6 +1055,10 @@ window.switchboard = {
 };
 
 wireDom();
+// Keep "just now" / "5 min ago" honest without refetching.
+setInterval(() => {
+  if (state.session && !document.hidden) renderHistory();
+}, 30_000);
 const saved = loadSession();
 if (saved) connect(saved);
 else render();
