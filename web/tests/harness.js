@@ -8,6 +8,7 @@
 //   SAVE_SCREENSHOT=1       the media test writes docs/screenshot-call.png
 
 import { spawn, spawnSync } from 'node:child_process';
+import { createHmac, randomBytes, randomUUID } from 'node:crypto';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -47,8 +48,11 @@ export async function startServer({ ringTimeoutSecs = 5 } = {}) {
   const args = ['--http-addr', '127.0.0.1:0', '--media-addr', '127.0.0.1:0', '--ring-timeout-secs', String(ringTimeoutSecs)];
   // A fresh call history and recording directory per server, outside the repository.
   const scratch = mkdtempSync(path.join(os.tmpdir(), 'switchboard-web-test-'));
+  // A known secret, so tests can mint tokens with narrower grants (mintToken).
+  const tokenSecret = randomBytes(32).toString('hex');
   const env = {
     ...process.env,
+    SWITCHBOARD_TOKEN_SECRET: tokenSecret,
     SWITCHBOARD_WEB_DIR: PUBLIC_DIR,
     SWITCHBOARD_DATABASE_URL: `sqlite://${path.join(scratch, 'history.sqlite')}?mode=rwc`,
     SWITCHBOARD_RECORDING_DIR: path.join(scratch, 'recordings'),
@@ -90,6 +94,7 @@ export async function startServer({ ringTimeoutSecs = 5 } = {}) {
     mediaAddr,
     mediaPort: Number(mediaAddr.slice(mediaAddr.lastIndexOf(':') + 1)),
     scratch,
+    tokenSecret,
     logs: () => output,
     async stop() {
       if (child.exitCode === null && !child.signalCode) {
@@ -103,6 +108,23 @@ export async function startServer({ ringTimeoutSecs = 5 } = {}) {
     },
   };
   return server;
+}
+
+/**
+ * An HS256 session token signed with the server's secret, as an application backend would
+ * mint it (docs/security.md §2): `{token, user}`, ready for launchParticipant's `session`.
+ */
+export function mintToken(server, name, grants, { ttlSecs = 3600 } = {}) {
+  const b64 = (v) => Buffer.from(JSON.stringify(v)).toString('base64url');
+  const user = { id: randomUUID(), name };
+  const body = `${b64({ alg: 'HS256', typ: 'JWT' })}.${b64({
+    sub: user.id,
+    name,
+    exp: Math.floor(Date.now() / 1000) + ttlSecs,
+    grants,
+  })}`;
+  const sig = createHmac('sha256', server.tokenSecret).update(body).digest('base64url');
+  return { token: `${body}.${sig}`, user };
 }
 
 export const BASE_FLAGS = [
@@ -122,7 +144,11 @@ export const BASE_FLAGS = [
  * One participant = one Chromium process (so each has its own fake devices) + one page.
  * media: 'fake' (fake devices, permission auto-granted) | 'denied' (permission prompts refused).
  */
-export async function launchParticipant(server, name, { media = 'fake', viewport = { width: 1000, height: 700 } } = {}) {
+export async function launchParticipant(
+  server,
+  name,
+  { media = 'fake', viewport = { width: 1000, height: 700 }, session = null } = {},
+) {
   const args = [...BASE_FLAGS];
   if (media === 'fake') args.push('--use-fake-ui-for-media-stream');
   else args.push('--deny-permission-prompts');
@@ -140,8 +166,14 @@ export async function launchParticipant(server, name, { media = 'fake', viewport
   });
   page.on('pageerror', (err) => consoleLines.push(`[${name} pageerror] ${err.message}`));
   await page.goto(server.url + '/');
-  await page.getByTestId('name-input').fill(name);
-  await page.getByTestId('signin-button').click();
+  if (session) {
+    // A minted token instead of the demo sign-in: the page picks the saved session up on load.
+    await page.evaluate((s) => sessionStorage.setItem('switchboard.session', JSON.stringify(s)), session);
+    await page.reload();
+  } else {
+    await page.getByTestId('name-input').fill(name);
+    await page.getByTestId('signin-button').click();
+  }
   await page.getByTestId('lobby-view').waitFor({ state: 'visible', timeout: 10_000 });
   await waitFor(page, () => window.switchboard.state().connected, null, { what: `${name} connected` });
   const me = await page.evaluate(() => window.switchboard.state().me);

@@ -10,6 +10,7 @@ import {
   ensureIdle,
   expectGrowing,
   launchParticipant,
+  mintToken,
   placeCall,
   startServer,
   until,
@@ -217,6 +218,29 @@ suite('recent calls and recording', { timeout: 10 * 60_000 }, () => {
       assert.equal(await entry.getAttribute('title'), 'Carol is offline');
     } finally {
       await carol.close();
+    }
+  });
+
+  test('recording refused (token without the record grant): a toast, and no REC anywhere', async () => {
+    const session = mintToken(server, 'Dave', { call: true, publish: ['audio', 'video'], subscribe: true });
+    const dave = await launchParticipant(server, 'Dave', { session });
+    try {
+      await placeCall(dave, alice, 'voice');
+      await dave.page.getByTestId('toggle-recording').click();
+      await until(
+        async () => (await dave.page.getByTestId('toast').allTextContents()).some((t) => /not allowed to record.*missing_grant/.test(t)),
+        { what: 'Dave: missing_grant toast', describe: () => describe(dave) },
+      );
+      // Only the readable toast from the ack, not a second raw one from the error event.
+      const toasts = await dave.page.getByTestId('toast').allTextContents();
+      assert.equal(toasts.length, 1, JSON.stringify(toasts));
+      assert.equal(await recIndicator(dave), null);
+      assert.equal(await recIndicator(alice), null);
+      assert.equal(await dave.page.getByTestId('toggle-recording').getAttribute('aria-pressed'), 'false');
+      await dave.page.getByTestId('end-call').click();
+      await waitFor(alice.page, () => !window.switchboard.state().call, null, { what: 'Alice idle' });
+    } finally {
+      await dave.close();
     }
   });
 });
