@@ -86,6 +86,48 @@ async fn a_real_call_raises_the_expected_metrics() -> Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // Participants hear about each other's tracks and connection quality (every 2 s).
+    let bob_id = bob.user().id.as_str().to_owned();
+    let (mut tracks, mut quality) = (0, None);
+    let deadline_events = Instant::now() + Duration::from_secs(10);
+    while tracks < 2 || quality.is_none() {
+        let event = match tokio::time::timeout_at(deadline_events, alice_events.recv()).await {
+            Ok(Some(ParticipantEvent::Signal(ServerEvent::Unrecognized {
+                event,
+                payload,
+                ..
+            }))) => (event, payload),
+            Ok(Some(_)) => continue,
+            _ => bail!("alice saw {tracks} track_published about bob and quality {quality:?}"),
+        };
+        match event.0.as_str() {
+            "track_published" if event.1["user_id"] == bob_id.as_str() => {
+                assert!(
+                    matches!(event.1["kind"].as_str(), Some("audio" | "video")),
+                    "{}",
+                    event.1
+                );
+                assert_eq!(event.1["call_id"], call_id.as_str());
+                tracks += 1;
+            }
+            "participant_quality" if event.1["user_id"] == bob_id.as_str() => {
+                quality = Some(event.1["quality"].clone())
+            }
+            _ => {}
+        }
+    }
+    let quality = quality.unwrap();
+    assert!(
+        matches!(quality["level"].as_str(), Some("excellent" | "good")),
+        "loopback is clean: {quality}"
+    );
+    let mos = quality["mos"].as_f64().unwrap();
+    assert!((1.0..=4.5).contains(&mos), "{quality}");
+    let loss = quality["loss_percent"].as_f64().unwrap();
+    assert!((0.0..=100.0).contains(&loss), "{quality}");
+    assert!(quality["jitter_ms"].as_f64().unwrap() >= 0.0, "{quality}");
+    assert!(quality["bitrate_bps"].as_u64().is_some(), "{quality}");
+
     // The SFU flushes its counters every 200 ms; scrape until they show the call.
     let text = loop {
         let text = scrape(&http, &base).await?;

@@ -790,9 +790,18 @@ impl Hub {
                 }
             }
             SfuEvent::PublicationAdded {
-                participant, kind, ..
+                participant,
+                publication,
+                kind,
+                ..
             } => {
                 debug!(%participant, ?kind, "publication added");
+                self.relay_to_call(
+                    &state,
+                    &participant,
+                    "track_published",
+                    json!({ "track_id": publication.as_str(), "kind": kind }),
+                );
             }
             SfuEvent::MediaFlowing { room } => {
                 if let Some(entry) = state.calls.get(&CallId::new(room.as_str())) {
@@ -809,6 +818,12 @@ impl Hub {
                     if let Some((call_id, user_id)) = recording::user_of(&participant) {
                         self.history.quality(&call_id, &user_id, quality);
                     }
+                    self.relay_to_call(
+                        &state,
+                        &participant,
+                        "participant_quality",
+                        json!({ "quality": quality }),
+                    );
                 }
             }
             SfuEvent::RecordingStopped { room, reason } => {
@@ -820,8 +835,40 @@ impl Hub {
                 result,
             } => self.on_recording_finished(&room, &participant, &result),
             // Group-call events (track list, active speaker) are not relayed yet.
-            SfuEvent::PublicationRemoved { .. } | SfuEvent::ActiveSpeaker { .. } => {}
+            SfuEvent::PublicationRemoved {
+                participant,
+                publication,
+                ..
+            } => self.relay_to_call(
+                &state,
+                &participant,
+                "track_unpublished",
+                json!({ "track_id": publication.as_str() }),
+            ),
+            SfuEvent::ActiveSpeaker { participant, .. } => {
+                self.relay_to_call(&state, &participant, "active_speaker", json!({}))
+            }
         }
+    }
+
+    /// Tells everyone in `participant`'s call something about that participant: `body` gains
+    /// the `call_id` and the `user_id` it is about.
+    fn relay_to_call(
+        &self,
+        state: &State,
+        participant: &ParticipantId,
+        event: &str,
+        mut body: serde_json::Value,
+    ) {
+        let Some((call_id, user_id)) = recording::user_of(participant) else {
+            return;
+        };
+        let Some(entry) = state.calls.get(&call_id) else {
+            return; // reports racing the call's end
+        };
+        body["call_id"] = json!(call_id);
+        body["user_id"] = json!(user_id);
+        recording::to_participants(state, entry, event, &body);
     }
 
     // ---- ending ----
