@@ -289,10 +289,23 @@ async fn a_call_survives_hostile_sockets_and_udp_garbage() -> Result<()> {
         Participant::join(&http, &base_url, "Alice", ParticipantConfig::default()).await?;
     let (bob, mut bob_events) =
         Participant::join(&http, &base_url, "Bob", ParticipantConfig::default()).await?;
-    let call_id = alice
-        .signaling()
-        .initiate_call(&bob.user().id, CallKind::Video)
-        .await?;
+    // socketioxide acknowledges a connection before its connect handler registers the user:
+    // Bob may not be online yet for a few milliseconds.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let call_id = loop {
+        match alice
+            .signaling()
+            .initiate_call(&bob.user().id, CallKind::Video)
+            .await
+        {
+            Ok(call_id) => break call_id,
+            Err(e) if Instant::now() < deadline => {
+                tracing::debug!(error = %e, "bob not online yet");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => return Err(e).context("alice calls bob"),
+        }
+    };
     tokio::time::sleep(Duration::from_millis(200)).await;
     bob.signaling().accept_call(&call_id).await?;
     wait_for_accept("alice", &mut alice_events).await?;
