@@ -63,7 +63,11 @@ export async function startServer({ ringTimeoutSecs = 5 } = {}) {
   if (process.env.SWITCHBOARD_SERVER_CMD) {
     child = spawn('sh', ['-c', `exec ${process.env.SWITCHBOARD_SERVER_CMD} ${args.join(' ')}`], { cwd: REPO_ROOT, env });
   } else {
-    const bin = path.join(REPO_ROOT, 'target', 'debug', 'switchboard');
+    // Where cargo put it: CARGO_TARGET_DIR when set (relative to the repo), else target/.
+    const targetDir = process.env.CARGO_TARGET_DIR
+      ? path.resolve(REPO_ROOT, process.env.CARGO_TARGET_DIR)
+      : path.join(REPO_ROOT, 'target');
+    const bin = path.join(targetDir, 'debug', 'switchboard');
     if (!existsSync(bin)) throw new Error(`missing ${bin} after build`);
     child = spawn(bin, args, { cwd: REPO_ROOT, env });
   }
