@@ -1,5 +1,4 @@
-//! The SFU's RFC 6464 audio-level header-extension parser (the one public RTP parser the
-//! SFU exposes; its STUN demuxer is crate-private, see docs/security.md §6).
+//! The SFU's RFC 6464 audio-level header-extension parser.
 #![no_main]
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     if let Some((_voice, level)) = switchboard_sfu::speaker::parse_audio_level(data) {

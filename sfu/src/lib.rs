@@ -42,3 +42,12 @@ impl Sfu {
         engine::start(config).await
     }
 }
+
+/// Entry points for the fuzz targets in `fuzz/` (not part of the API).
+#[doc(hidden)]
+pub mod fuzzing {
+    /// The media demuxer's STUN USERNAME reader, run on every datagram from an unknown source.
+    pub fn stun_local_ufrag(datagram: &[u8]) -> Option<&str> {
+        crate::engine::stun_local_ufrag(datagram)
+    }
+}

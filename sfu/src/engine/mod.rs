@@ -40,6 +40,7 @@ use crate::{
     SfuEvent, SfuStats, TrackKind,
 };
 use connection::Connection;
+pub(crate) use demux::stun_local_ufrag;
 use demux::Demuxer;
 use forwarder::Forwarder;
 

@@ -78,7 +78,12 @@ pub(crate) fn user_of(participant: &ParticipantId) -> Option<(CallId, UserId)> {
 }
 
 /// Emits `event` to the call's bound sockets (both participants once accepted).
-pub(super) fn to_participants(state: &State, entry: &CallEntry, event: &str, body: &serde_json::Value) {
+pub(super) fn to_participants(
+    state: &State,
+    entry: &CallEntry,
+    event: &str,
+    body: &serde_json::Value,
+) {
     for sid in [Some(entry.caller_socket), entry.callee_socket]
         .into_iter()
         .flatten()
