@@ -11,6 +11,10 @@ pub struct SfuConfig {
     /// address is not reachable by browsers. Defaults to the bind IP (or 127.0.0.1 when the
     /// bind IP is unspecified).
     pub public_ip: Option<IpAddr>,
+    /// Kernel receive and send buffer asked for on the media socket. Bursts (a keyframe fanned
+    /// out to every subscriber, many DTLS handshakes at once) overflow Linux's 208 KiB default;
+    /// the kernel caps the request at `net.core.rmem_max`/`wmem_max` (see docs/operations.md).
+    pub socket_buffer_bytes: usize,
     /// Most participants one room accepts.
     pub max_participants_per_room: usize,
     /// A peer connection whose ICE + DTLS has not completed within this time is released.
@@ -36,6 +40,7 @@ impl Default for SfuConfig {
         Self {
             udp_bind: SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 3478),
             public_ip: None,
+            socket_buffer_bytes: 8 * 1024 * 1024,
             max_participants_per_room: 16,
             connect_timeout: Duration::from_secs(20),
             keyframe_request_interval: Duration::from_millis(500),

@@ -133,7 +133,9 @@ pub(crate) async fn start(config: SfuConfig) -> Result<(Sfu, SfuEvents), SfuErro
         addr: config.udp_bind,
         source,
     };
-    let socket = UdpSocket::bind(config.udp_bind).await.map_err(bind_error)?;
+    let socket = bind_media_socket(config.udp_bind, config.socket_buffer_bytes)
+        .and_then(UdpSocket::from_std)
+        .map_err(bind_error)?;
     let bound = socket.local_addr().map_err(bind_error)?;
     let media_addr = SocketAddr::new(config.advertised_ip(), bound.port());
     let (commands_tx, commands) = mpsc::channel(1024);
@@ -521,6 +523,34 @@ impl Engine {
             let _ = self.remove_participant(now, &participant);
         }
     }
+}
+
+/// Binds the one media socket with enlarged kernel buffers (best effort: the kernel may cap
+/// them) and logs what it got, so an operator sees when `net.core.rmem_max` is too low.
+fn bind_media_socket(
+    addr: SocketAddr,
+    buffer_bytes: usize,
+) -> std::io::Result<std::net::UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if let Err(error) = socket.set_recv_buffer_size(buffer_bytes) {
+        warn!(%error, "could not enlarge the media socket's receive buffer");
+    }
+    if let Err(error) = socket.set_send_buffer_size(buffer_bytes) {
+        warn!(%error, "could not enlarge the media socket's send buffer");
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    let (receive, send) = (socket.recv_buffer_size()?, socket.send_buffer_size()?);
+    if receive < buffer_bytes {
+        warn!(
+            asked = buffer_bytes,
+            got = receive,
+            "media socket receive buffer capped by the kernel: raise net.core.rmem_max to avoid drops under load"
+        );
+    }
+    debug!(receive, send, "media socket buffers");
+    Ok(socket.into())
 }
 
 /// See [`Engine::schedule`].
