@@ -228,6 +228,8 @@ function renderCall() {
   local.dataset.video = String(video && c.video);
   paintAvatar($('local-avatar'), state.session.user.name);
   $('local-muted-badge').hidden = c.audio;
+  paintQuality($('local-quality'), c.quality.get(state.session.user.id));
+  local.classList.toggle('speaking', c.speaker === state.session.user.id);
   $('local-camera-off-badge').hidden = !video || c.video;
   const lv = $('local-video');
   if (c.localStream && lv.srcObject !== c.localStream) lv.srcObject = c.localStream;
@@ -242,6 +244,8 @@ function renderCall() {
     tile.dataset.video = String(video && r.video);
     tile.dataset.hasVideo = String(!!r.hasVideo);
     tile.querySelector('[data-testid="remote-muted-badge"]').hidden = r.audio;
+    paintQuality(tile.querySelector('[data-testid="remote-quality"]'), c.quality.get(id));
+    tile.classList.toggle('speaking', c.speaker === id);
     tile.querySelector('[data-testid="remote-camera-off-badge"]').hidden = !video || r.video;
   }
   for (const tile of tiles.querySelectorAll('[data-testid="remote-tile"]')) {
@@ -496,6 +500,17 @@ async function toggleRecording() {
   }
 }
 
+/** Signal bars for a `participant_quality` report, the numbers in the tooltip. */
+function paintQuality(el, q) {
+  el.hidden = !q;
+  if (!q) return;
+  el.dataset.level = q.level;
+  const mbps = (q.bitrate_bps / 1e6).toFixed(2);
+  el.title = `Connection ${q.level}: loss ${q.loss_percent.toFixed(1)} %, jitter ${Math.round(q.jitter_ms)} ms, ` +
+    `round trip ${Math.round(q.rtt_ms)} ms, ${mbps} Mbit/s (MOS ${q.mos.toFixed(1)})`;
+  el.setAttribute('aria-label', el.title);
+}
+
 function makeRemoteTile(id, name) {
   const tile = document.createElement('div');
   tile.className = 'tile remote';
@@ -506,6 +521,7 @@ function makeRemoteTile(id, name) {
     <audio data-testid="remote-audio" autoplay></audio>
     <div class="avatar"></div>
     <div class="tile-label"><span class="tile-name"></span>
+      <span class="quality" data-testid="remote-quality" data-level="" hidden><i></i><i></i><i></i><i></i></span>
       <span class="badge muted-badge" data-testid="remote-muted-badge" hidden>Muted</span>
       <span class="badge camoff-badge" data-testid="remote-camera-off-badge" hidden>Camera off</span>
     </div>`;
@@ -545,6 +561,9 @@ function newCall(fields) {
     audio: true,
     video: true,
     remote: new Map(),
+    // userId → latest participant_quality report (self included); the dominant speaker.
+    quality: new Map(),
+    speaker: null,
     recording: null,
     recordingBusy: false,
     ...fields,
@@ -929,6 +948,18 @@ function wireSignaling(sig) {
     }
     c.media.handleOffer(msg).then(rememberPcs);
   });
+  sig.on('participant_quality', (msg) => {
+    const c = currentCall(msg && msg.call_id);
+    if (!c || !msg.quality) return;
+    c.quality.set(msg.user_id, msg.quality);
+    render();
+  });
+  sig.on('active_speaker', (msg) => {
+    const c = currentCall(msg && msg.call_id);
+    if (!c) return;
+    c.speaker = msg.user_id;
+    render();
+  });
   sig.on('participant_media_state', (msg) => {
     const c = currentCall(msg.call_id);
     if (!c) return;
@@ -1035,6 +1066,8 @@ window.switchboard = {
         connection: c.connection,
         recording: c.recording || null,
         remote: Object.fromEntries(c.remote),
+        quality: Object.fromEntries(c.quality),
+        speaker: c.speaker || null,
       },
     };
   },

@@ -141,6 +141,20 @@ suite('calls between two browsers', { timeout: 30 * 60_000 }, () => {
       await expectGrowing(bob, 'video', 'framesDecoded', { others: [alice] });
     });
 
+    await t.test('quality indicators: signal bars with the numbers, for both participants', async () => {
+      for (const p of [alice, bob]) {
+        for (const testid of ['remote-quality', 'local-quality']) {
+          const bars = p.page.getByTestId(testid);
+          await bars.waitFor({ state: 'visible', timeout: 15_000 });
+          const level = await bars.getAttribute('data-level');
+          // Loopback through the SFU is clean.
+          assert.ok(['excellent', 'good'].includes(level), `${p.name} ${testid}: ${level}`);
+          const title = await bars.getAttribute('title');
+          assert.match(title, /loss \d+\.\d %, jitter \d+ ms, round trip \d+ ms, [\d.]+ Mbit\/s \(MOS [1-4]\.\d\)/);
+        }
+      }
+    });
+
     await alice.page.getByTestId('end-call').click();
     await assertReleased(alice);
     await assertReleased(bob);
