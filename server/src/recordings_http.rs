@@ -14,10 +14,10 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::get;
-use axum::{Json, Router};
-use serde_json::json;
+use axum::Router;
+use switchboard_signaling::history::http::error_response;
 use switchboard_signaling::history::{HistoryStore, RecordingId};
 use switchboard_signaling::{TokenError, User};
 use tower_http::services::ServeFile;
@@ -116,18 +116,4 @@ fn not_found() -> Response {
         "unknown_recording",
         "no such recording",
     )
-}
-
-fn error_response(status: StatusCode, code: &str, message: &str) -> Response {
-    let mut response = (
-        status,
-        Json(json!({ "error": { "code": code, "message": message } })),
-    )
-        .into_response();
-    if status == StatusCode::UNAUTHORIZED {
-        response
-            .headers_mut()
-            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-    }
-    response
 }

@@ -37,6 +37,18 @@ pub enum EndReason {
 }
 
 impl EndReason {
+    /// Every reason, for metrics that list them all up front.
+    pub const ALL: [EndReason; 8] = [
+        EndReason::Hangup,
+        EndReason::Rejected,
+        EndReason::Cancelled,
+        EndReason::NoAnswer,
+        EndReason::Disconnected,
+        EndReason::MediaUnavailable,
+        EndReason::Failed,
+        EndReason::Shutdown,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             EndReason::Hangup => "hangup",

@@ -67,17 +67,7 @@ static METRICS: LazyLock<SignalingMetrics> = LazyLock::new(|| {
 /// Makes the metrics exist (with zero values) before the first event, so a scrape right
 /// after start already lists them.
 pub fn init() {
-    use crate::EndReason::*;
-    for reason in [
-        Hangup,
-        Rejected,
-        Cancelled,
-        NoAnswer,
-        Disconnected,
-        MediaUnavailable,
-        Failed,
-        Shutdown,
-    ] {
+    for reason in crate::EndReason::ALL {
         METRICS.calls_ended.with_label_values(&[reason.as_str()]);
     }
 }
