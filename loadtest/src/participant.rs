@@ -38,7 +38,13 @@ pub enum ParticipantError {
     /// Sign-in or Socket.IO connection failed.
     #[error(transparent)]
     Signaling(#[from] SignalingError),
+    /// Connected, but the server never listed us as online.
+    #[error("the server did not report us online within {0:?}")]
+    NotOnline(std::time::Duration),
 }
+
+/// How long `join` waits for the server to list us online.
+const ONLINE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Why the media of a call failed, as reported in [`MediaEvent::Failed`].
 #[derive(Debug, thiserror::Error)]
@@ -182,13 +188,35 @@ impl Participant {
         config: ParticipantConfig,
     ) -> Result<(Participant, ParticipantEvents), ParticipantError> {
         let identity = signaling::sign_in(http, base_url, name).await?;
-        let (signaling, events) =
+        let (signaling, mut events) =
             SignalingClient::connect(base_url, &identity.token, config.signaling.clone()).await?;
+        // Socket.IO acknowledges the connection before the server has registered the socket
+        // (presence, event handlers): wait until a `presence` lists us, so that nobody who calls
+        // us, and nothing we send, can race that registration. Events seen meanwhile are kept.
+        let mut early = Vec::new();
+        let online = tokio::time::timeout(ONLINE_TIMEOUT, async {
+            while let Some(event) = events.recv().await {
+                let listed = matches!(&event, ServerEvent::Presence { users }
+                    if users.iter().any(|u| u.id == identity.user.id));
+                early.push(event);
+                if listed {
+                    return true;
+                }
+            }
+            false
+        })
+        .await;
+        if online != Ok(true) {
+            return Err(ParticipantError::NotOnline(ONLINE_TIMEOUT));
+        }
         let shared = Arc::new(Shared {
             media: Mutex::new(None),
             receive: Arc::default(),
         });
         let (out_tx, out_rx) = mpsc::unbounded_channel();
+        for event in early {
+            let _ = out_tx.send(ParticipantEvent::Signal(event));
+        }
         let dispatcher = tokio::spawn(
             Dispatcher {
                 identity: identity.clone(),
