@@ -348,8 +348,8 @@ impl Writer {
                 answered,
                 at,
             } => {
-                let outcome = Outcome::from_end_reason(reason, answered);
-                let ended = self.store.call_ended(&call_id, outcome, at).await;
+                // Quality summaries first: a reader that sees the call ended must also see
+                // them (the HTTP API is read while this writer works).
                 for (user_id, aggregate) in self.quality.remove(&call_id).unwrap_or_default() {
                     if let Some(summary) = aggregate.summary() {
                         if let Err(error) =
@@ -359,7 +359,11 @@ impl Writer {
                         }
                     }
                 }
-                ("call_ended", ended)
+                let outcome = Outcome::from_end_reason(reason, answered);
+                (
+                    "call_ended",
+                    self.store.call_ended(&call_id, outcome, at).await,
+                )
             }
             Transition::Quality {
                 call_id,
