@@ -24,7 +24,8 @@
 //! - [`traffic`]: per-remote-address datagram counters on each peer connection's sockets,
 //!   which is how a test proves media went through the SFU and not peer to peer.
 //! - [`participant`]: glues the three into a user that does all media negotiation by itself;
-//!   the caller only places, accepts and ends calls and watches events and stats.
+//!   the caller only places (1:1 or group), accepts, invites into, leaves and ends calls and
+//!   watches events, the others' announced tracks and stats.
 //!
 //! ## Threading model
 //! Everything runs on the caller's tokio runtime: one driver task per signaling connection, one
@@ -78,10 +79,11 @@ pub mod traffic;
 pub use media::{MediaKind, ReceiveStats, SendStats, TrackKey, TrackSnapshot};
 pub use participant::{
     CallMedia, MediaEvent, MediaFailure, Participant, ParticipantConfig, ParticipantError,
-    ParticipantEvent, ParticipantEvents,
+    ParticipantEvent, ParticipantEvents, RemoteTrack,
 };
 pub use peer::{PeerConfig, PeerError, PeerEvent, Publisher, Subscriber};
 pub use signaling::{
-    sign_in, CallId, CallKind, EndReason, IceCandidateInit, Identity, PeerTarget, ServerEvent,
-    SignalingClient, SignalingConfig, SignalingError, SignalingEvents, UserId, UserInfo,
+    sign_in, CallId, CallKind, EndReason, IceCandidateInit, Identity, LeaveReason, PeerTarget,
+    ServerEvent, SignalingClient, SignalingConfig, SignalingError, SignalingEvents, TrackId,
+    TrackSource, UserId, UserInfo,
 };

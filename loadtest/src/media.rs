@@ -50,8 +50,11 @@ const VIDEO_PACKET_LEN: usize = 1_000;
 const KEYFRAME_PACKETS: usize = 6;
 const DELTA_FRAME_PACKETS: usize = 3;
 
-/// Audio or video.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// Audio or video (spelled `"audio"`/`"video"` on the wire, as in `track_published.kind`).
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum MediaKind {
     /// Opus.
     Audio,

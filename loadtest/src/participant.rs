@@ -7,7 +7,9 @@
 //!   connections, sends the publisher offer and starts the synthetic senders;
 //! - `webrtc_answer{publisher}` → applies it;
 //! - `webrtc_offer{subscriber}` → answers it, every time (renegotiation);
-//! - `call_ended` / disconnect → closes both connections;
+//! - `track_published` / `track_unpublished` → keeps the call's list of the others' tracks
+//!   ([`Participant::remote_tracks`]);
+//! - `call_ended` (also ours after `leave_call`) / disconnect → closes both connections;
 //! - local ICE candidates → `webrtc_ice_candidate` (if [`ParticipantConfig::trickle_ice`]).
 //!
 //! Every signaling event is then passed on, in order, as [`ParticipantEvent::Signal`]; media
@@ -18,6 +20,7 @@
 //! at, so a subscriber re-offer can never overtake the connection it is for, and candidates are
 //! only sent after the description they belong to.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
@@ -25,11 +28,11 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use webrtc::peer_connection::RTCPeerConnectionState;
 
-use crate::media::ReceiveStats;
+use crate::media::{MediaKind, ReceiveStats};
 use crate::peer::{PeerConfig, PeerError, PeerEvent, Publisher, Subscriber};
 use crate::signaling::{
     self, CallId, CallKind, Identity, PeerTarget, ServerEvent, SignalingClient, SignalingConfig,
-    SignalingError, SignalingEvents, UserInfo,
+    SignalingError, SignalingEvents, TrackId, TrackSource, UserId, UserInfo,
 };
 
 /// Errors of [`Participant::join`].
@@ -134,6 +137,20 @@ pub enum ParticipantEvent {
     Media(MediaEvent),
 }
 
+/// Another participant's track in our call, as `track_published` announced it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RemoteTrack {
+    /// Whose track: also its `a=msid` stream id, the [`crate::TrackKey::stream_id`] it is
+    /// counted under in [`Participant::receive_stats`].
+    pub user_id: UserId,
+    /// Its `a=msid` track id ([`crate::TrackKey::track_id`]).
+    pub track_id: TrackId,
+    /// Audio or video.
+    pub kind: MediaKind,
+    /// Microphone, camera or screen, when the server says.
+    pub source: Option<TrackSource>,
+}
+
 /// The two connections of one call.
 pub struct CallMedia {
     /// The call they belong to.
@@ -143,9 +160,22 @@ pub struct CallMedia {
     /// The others' media coming down.
     pub subscriber: Subscriber,
     subscriber_offers: Mutex<u32>,
+    // std Mutex: one insert or remove per track event, never held across an await.
+    remote_tracks: Mutex<BTreeMap<TrackId, RemoteTrack>>,
 }
 
 impl CallMedia {
+    /// The others' tracks in this call: announced by `track_published` and not yet by
+    /// `track_unpublished`, ordered by track id.
+    pub fn remote_tracks(&self) -> Vec<RemoteTrack> {
+        self.remote_tracks
+            .lock()
+            .expect("remote-tracks lock poisoned")
+            .values()
+            .cloned()
+            .collect()
+    }
+
     /// The addresses the publisher and subscriber connections receive from; both should be
     /// the SFU's media address.
     pub fn remote_addrs(&self) -> (Option<SocketAddr>, Option<SocketAddr>) {
@@ -260,6 +290,14 @@ impl Participant {
             .lock()
             .expect("media lock poisoned")
             .clone()
+    }
+
+    /// The others' tracks in the current call (see [`CallMedia::remote_tracks`]); empty
+    /// outside a call.
+    pub fn remote_tracks(&self) -> Vec<RemoteTrack> {
+        self.media()
+            .map(|media| media.remote_tracks())
+            .unwrap_or_default()
     }
 
     /// Disconnects and closes any media.
@@ -379,6 +417,38 @@ impl Dispatcher {
                 };
                 self.media_event(event);
             }
+            ServerEvent::TrackPublished {
+                call_id,
+                user_id,
+                track_id,
+                kind,
+                source,
+            } => {
+                if let Some(media) = self.current(call_id) {
+                    let track = RemoteTrack {
+                        user_id: user_id.clone(),
+                        track_id: track_id.clone(),
+                        kind: *kind,
+                        source: *source,
+                    };
+                    media
+                        .remote_tracks
+                        .lock()
+                        .expect("remote-tracks lock poisoned")
+                        .insert(track_id.clone(), track);
+                }
+            }
+            ServerEvent::TrackUnpublished {
+                call_id, track_id, ..
+            } => {
+                if let Some(media) = self.current(call_id) {
+                    media
+                        .remote_tracks
+                        .lock()
+                        .expect("remote-tracks lock poisoned")
+                        .remove(track_id);
+                }
+            }
             ServerEvent::CallEnded { call_id, .. } => {
                 let ended = {
                     let mut media = self.shared.media.lock().expect("media lock poisoned");
@@ -428,6 +498,7 @@ impl Dispatcher {
             publisher,
             subscriber,
             subscriber_offers: Mutex::new(0),
+            remote_tracks: Mutex::default(),
         });
         let previous = self
             .shared

@@ -29,6 +29,8 @@ use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::Message;
 
+use crate::media::MediaKind;
+
 /// Errors of the signaling client. One enum for the client because every operation shares the
 /// same failure modes (transport, protocol, refusal, timeout).
 #[derive(Debug, thiserror::Error)]
@@ -119,6 +121,11 @@ string_id!(
     /// A call id chosen by the server in the `initiate_call` acknowledgement.
     CallId
 );
+string_id!(
+    /// A published track, as `track_published` names it: also the `a=msid` track id of the
+    /// `MediaStreamTrack` the subscriber connection gets for it (protocol §4).
+    TrackId
+);
 
 /// A user as the server describes one.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -179,6 +186,42 @@ pub enum EndReason {
     /// The server is stopping.
     Shutdown,
     /// A reason this client does not know yet; kept so a newer server does not break it.
+    #[serde(other)]
+    Unknown,
+}
+
+/// Why someone left a call that goes on without them (`participant_left.reason`, protocol §7.1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LeaveReason {
+    /// They sent `leave_call` (or `end_call`).
+    Left,
+    /// An invitee declined.
+    Rejected,
+    /// An invitee stopped ringing (ring timeout).
+    NoAnswer,
+    /// Their last socket went away.
+    Disconnected,
+    /// They could not access camera/microphone.
+    MediaUnavailable,
+    /// Their media connection failed.
+    Failed,
+    /// A reason this client does not know yet; kept so a newer server does not break it.
+    #[serde(other)]
+    Unknown,
+}
+
+/// What a published track carries (`track_published.source`, protocol §3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TrackSource {
+    /// Audio from a microphone.
+    Microphone,
+    /// Video from a camera.
+    Camera,
+    /// A shared screen.
+    Screen,
+    /// A source this client does not know yet.
     #[serde(other)]
     Unknown,
 }
@@ -245,14 +288,16 @@ pub enum ServerEvent {
         /// The callee.
         to: UserInfo,
     },
-    /// Someone is calling us.
+    /// Someone is calling us, or inviting us into a call (protocol §7.1).
     IncomingCall {
         /// The call.
         call_id: CallId,
         /// Voice or video.
         kind: CallKind,
-        /// The caller.
+        /// Who called or invited us.
         from: UserInfo,
+        /// Who is in the call now (joined); empty from a server that does not say.
+        participants: Vec<UserInfo>,
     },
     /// The call is active: start media now.
     CallAccepted {
@@ -296,6 +341,53 @@ pub enum ServerEvent {
         target: PeerTarget,
         /// SDP offer.
         sdp: String,
+    },
+    /// Someone was invited into a call we are in (for each callee of our own group call too).
+    ParticipantInvited {
+        /// The call.
+        call_id: CallId,
+        /// The invitee.
+        user: UserInfo,
+        /// Who invited them.
+        by: UserInfo,
+    },
+    /// Someone accepted and is now in the call with us.
+    ParticipantJoined {
+        /// The call.
+        call_id: CallId,
+        /// Who joined.
+        user: UserInfo,
+    },
+    /// Someone left, declined or stopped ringing, and the call goes on.
+    ParticipantLeft {
+        /// The call.
+        call_id: CallId,
+        /// Who left.
+        user: UserInfo,
+        /// How.
+        reason: LeaveReason,
+    },
+    /// A participant's track reached the SFU; our subscriber connection is (re)offered with it.
+    TrackPublished {
+        /// The call.
+        call_id: CallId,
+        /// Whose track: also the track's `a=msid` stream id.
+        user_id: UserId,
+        /// The track's `a=msid` track id on our subscriber connection.
+        track_id: TrackId,
+        /// Audio or video.
+        kind: MediaKind,
+        /// Microphone, camera or screen; `None` from a server that does not say.
+        source: Option<TrackSource>,
+    },
+    /// A track announced by [`ServerEvent::TrackPublished`] ended.
+    TrackUnpublished {
+        /// The call.
+        call_id: CallId,
+        /// Whose track.
+        user_id: UserId,
+        /// Which one.
+        track_id: TrackId,
     },
     /// Another participant's `media_state`.
     ParticipantMediaState {
@@ -344,6 +436,8 @@ impl ServerEvent {
             call_id: CallId,
             kind: CallKind,
             from: UserInfo,
+            #[serde(default)]
+            participants: Vec<UserInfo>,
         }
         #[derive(Deserialize)]
         struct Accepted {
@@ -370,6 +464,38 @@ impl ServerEvent {
             sdp: String,
         }
         #[derive(Deserialize)]
+        struct Invited {
+            call_id: CallId,
+            user: UserInfo,
+            by: UserInfo,
+        }
+        #[derive(Deserialize)]
+        struct Joined {
+            call_id: CallId,
+            user: UserInfo,
+        }
+        #[derive(Deserialize)]
+        struct Left {
+            call_id: CallId,
+            user: UserInfo,
+            reason: LeaveReason,
+        }
+        #[derive(Deserialize)]
+        struct Published {
+            call_id: CallId,
+            user_id: UserId,
+            track_id: TrackId,
+            kind: MediaKind,
+            #[serde(default)]
+            source: Option<TrackSource>,
+        }
+        #[derive(Deserialize)]
+        struct Unpublished {
+            call_id: CallId,
+            user_id: UserId,
+            track_id: TrackId,
+        }
+        #[derive(Deserialize)]
         struct MediaState {
             call_id: CallId,
             user_id: UserId,
@@ -394,6 +520,7 @@ impl ServerEvent {
                 call_id: p.call_id,
                 kind: p.kind,
                 from: p.from,
+                participants: p.participants,
             }),
             "call_accepted" => de::<Accepted>(&payload).map(|p| ServerEvent::CallAccepted {
                 call_id: p.call_id,
@@ -419,6 +546,38 @@ impl ServerEvent {
                 target: p.target,
                 sdp: p.sdp,
             }),
+            "participant_invited" => {
+                de::<Invited>(&payload).map(|p| ServerEvent::ParticipantInvited {
+                    call_id: p.call_id,
+                    user: p.user,
+                    by: p.by,
+                })
+            }
+            "participant_joined" => {
+                de::<Joined>(&payload).map(|p| ServerEvent::ParticipantJoined {
+                    call_id: p.call_id,
+                    user: p.user,
+                })
+            }
+            "participant_left" => de::<Left>(&payload).map(|p| ServerEvent::ParticipantLeft {
+                call_id: p.call_id,
+                user: p.user,
+                reason: p.reason,
+            }),
+            "track_published" => de::<Published>(&payload).map(|p| ServerEvent::TrackPublished {
+                call_id: p.call_id,
+                user_id: p.user_id,
+                track_id: p.track_id,
+                kind: p.kind,
+                source: p.source,
+            }),
+            "track_unpublished" => {
+                de::<Unpublished>(&payload).map(|p| ServerEvent::TrackUnpublished {
+                    call_id: p.call_id,
+                    user_id: p.user_id,
+                    track_id: p.track_id,
+                })
+            }
             "participant_media_state" => {
                 de::<MediaState>(&payload).map(|p| ServerEvent::ParticipantMediaState {
                     call_id: p.call_id,
@@ -685,6 +844,20 @@ impl SignalingClient {
         to: &UserId,
         kind: CallKind,
     ) -> Result<CallId, SignalingError> {
+        self.initiate(serde_json::json!(to), kind).await
+    }
+
+    /// `initiate_call` to several callees at once (a group call, protocol §7.1): each of them
+    /// rings; the call turns active at the first accept.
+    pub async fn initiate_group_call(
+        &self,
+        to: &[UserId],
+        kind: CallKind,
+    ) -> Result<CallId, SignalingError> {
+        self.initiate(serde_json::json!(to), kind).await
+    }
+
+    async fn initiate(&self, to: Value, kind: CallKind) -> Result<CallId, SignalingError> {
         let ack = self
             .emit_with_ack(
                 "initiate_call",
@@ -697,6 +870,18 @@ impl SignalingClient {
             .ok_or_else(|| {
                 SignalingError::Protocol(format!("initiate_call ack without call_id: {ack}"))
             })
+    }
+
+    /// `invite_participant`: rings `user_id` into a call we are in (protocol §7.1).
+    pub async fn invite_participant(
+        &self,
+        call_id: &CallId,
+        user_id: &UserId,
+    ) -> Result<(), SignalingError> {
+        let payload = serde_json::json!({ "call_id": call_id, "user_id": user_id });
+        self.emit_with_ack("invite_participant", payload)
+            .await
+            .map(drop)
     }
 
     /// `accept_call`: only the callee of a ringing call.
@@ -713,9 +898,29 @@ impl SignalingClient {
             .map(drop)
     }
 
-    /// `end_call`: any participant; `reason` defaults to hangup on the server.
+    /// `end_call`: any participant; `reason` defaults to hangup on the server. The same as
+    /// [`leave_call`](Self::leave_call) (protocol §3).
     pub async fn end_call(
         &self,
+        call_id: &CallId,
+        reason: Option<EndReason>,
+    ) -> Result<(), SignalingError> {
+        self.depart("end_call", call_id, reason).await
+    }
+
+    /// `leave_call`: we leave; the call goes on for the others unless fewer than two remain
+    /// (protocol §7.1). `reason` (`hangup` or `media_unavailable`) defaults to hangup.
+    pub async fn leave_call(
+        &self,
+        call_id: &CallId,
+        reason: Option<EndReason>,
+    ) -> Result<(), SignalingError> {
+        self.depart("leave_call", call_id, reason).await
+    }
+
+    async fn depart(
+        &self,
+        event: &'static str,
         call_id: &CallId,
         reason: Option<EndReason>,
     ) -> Result<(), SignalingError> {
@@ -723,7 +928,7 @@ impl SignalingClient {
         if let Some(reason) = reason {
             payload["reason"] = serde_json::to_value(reason).expect("enum serialises");
         }
-        self.emit_with_ack("end_call", payload).await.map(drop)
+        self.emit_with_ack(event, payload).await.map(drop)
     }
 
     /// `webrtc_offer` for our publisher connection; the answer arrives as
@@ -980,6 +1185,87 @@ mod tests {
                 by: None
             }
         );
+    }
+
+    #[test]
+    fn parses_group_call_events() {
+        let user = |id: &str| UserInfo {
+            id: UserId(id.into()),
+            name: id.to_uppercase(),
+        };
+        let call_id = CallId("c".into());
+        assert_eq!(
+            ServerEvent::parse(
+                "incoming_call",
+                serde_json::json!({"call_id": "c", "kind": "video", "from": {"id": "a", "name": "A"},
+                    "participants": [{"id": "a", "name": "A"}, {"id": "b", "name": "B"}]})
+            ),
+            ServerEvent::IncomingCall {
+                call_id: call_id.clone(),
+                kind: CallKind::Video,
+                from: user("a"),
+                participants: vec![user("a"), user("b")],
+            }
+        );
+        assert_eq!(
+            ServerEvent::parse(
+                "participant_left",
+                serde_json::json!({"call_id": "c", "user": {"id": "d", "name": "D"}, "reason": "left"})
+            ),
+            ServerEvent::ParticipantLeft {
+                call_id: call_id.clone(),
+                user: user("d"),
+                reason: LeaveReason::Left,
+            }
+        );
+        assert_eq!(
+            ServerEvent::parse(
+                "participant_invited",
+                serde_json::json!({"call_id": "c", "user": {"id": "e", "name": "E"},
+                    "by": {"id": "a", "name": "A"}})
+            ),
+            ServerEvent::ParticipantInvited {
+                call_id: call_id.clone(),
+                user: user("e"),
+                by: user("a"),
+            }
+        );
+        assert_eq!(
+            ServerEvent::parse(
+                "track_published",
+                serde_json::json!({"call_id": "c", "user_id": "b", "track_id": "t1",
+                    "kind": "video", "source": "screen"})
+            ),
+            ServerEvent::TrackPublished {
+                call_id: call_id.clone(),
+                user_id: UserId("b".into()),
+                track_id: TrackId("t1".into()),
+                kind: MediaKind::Video,
+                source: Some(TrackSource::Screen),
+            }
+        );
+        // A server from before sources were announced.
+        assert!(matches!(
+            ServerEvent::parse(
+                "track_published",
+                serde_json::json!({"call_id": "c", "user_id": "b", "track_id": "t2", "kind": "audio"})
+            ),
+            ServerEvent::TrackPublished {
+                source: None,
+                kind: MediaKind::Audio,
+                ..
+            }
+        ));
+        assert!(matches!(
+            ServerEvent::parse(
+                "track_unpublished",
+                serde_json::json!({"call_id": "c", "user_id": "b"})
+            ),
+            ServerEvent::Unrecognized {
+                parse_error: Some(_),
+                ..
+            }
+        ));
     }
 
     #[test]

@@ -189,6 +189,7 @@ async fn one_to_one_call(kind: CallKind) -> Result<()> {
             call_id: id,
             from,
             kind: k,
+            ..
         }) if *id == call_id && from.id == alice_id && *k == kind => Some(()),
         _ => None,
     })

@@ -139,6 +139,7 @@ async fn rejected_call_ends_for_both() -> Result<()> {
             call_id: id,
             from,
             kind: CallKind::Voice,
+            ..
         } if *id == call_id && from.id == a.user.id => Some(()),
         _ => None,
     })
