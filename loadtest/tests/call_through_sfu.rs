@@ -8,140 +8,23 @@
 //! Everything waits by polling against a deadline; on a miss the failure message carries what
 //! was seen (events, per-track counters, connection states, remote addresses).
 
+mod support;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use loadtest::{
-    CallId, CallKind, EndReason, MediaEvent, MediaKind, Participant, ParticipantConfig,
-    ParticipantEvent, ParticipantEvents, PeerTarget, ServerEvent,
+    CallId, CallKind, EndReason, Participant, ParticipantConfig, ParticipantEvent, PeerTarget,
+    ServerEvent,
+};
+use support::{
+    describe, drain, has_media_from, wait_for, TestServer, MIN_AUDIO_PACKETS, MIN_VIDEO_PACKETS,
 };
 use tokio::time::Instant;
 
-/// One second of audio (50 packets/s).
-const MIN_AUDIO_PACKETS: u64 = 50;
-/// About one second of video (30 frames/s, 3–6 packets each).
-const MIN_VIDEO_PACKETS: u64 = 90;
-/// Signaling steps on loopback take milliseconds; this only bounds a hang.
-const SIGNAL_TIMEOUT: Duration = Duration::from_secs(10);
-/// ICE + DTLS for four connections on two cores, then the packet minimums above.
+/// ICE + DTLS for four connections on two cores, then the packet minimums.
 const MEDIA_TIMEOUT: Duration = Duration::from_secs(30);
-
-struct TestServer {
-    base_url: String,
-    media_addr: SocketAddr,
-    shutdown: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
-}
-
-async fn start_server() -> Result<TestServer> {
-    let server = switchboard::Server::bind(switchboard::ServerConfig::for_tests()).await?;
-    let base_url = format!("http://{}", server.http_addr());
-    let media_addr = server.media_addr();
-    let (shutdown, rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(server.run(async move {
-        let _ = rx.await;
-    }));
-    Ok(TestServer {
-        base_url,
-        media_addr,
-        shutdown,
-        task,
-    })
-}
-
-/// Fails on anything that means media cannot work: a media failure, a refused SDP, the call
-/// ending, or the socket dropping. Other events are only logged.
-fn check_fatal(who: &str, event: &ParticipantEvent) -> Result<()> {
-    match event {
-        ParticipantEvent::Media(MediaEvent::Failed { call_id, error }) => {
-            bail!("{who}: media failed in call {call_id}: {error}")
-        }
-        ParticipantEvent::Signal(ServerEvent::Error(e))
-            if matches!(e.event.as_deref(), Some("webrtc_offer" | "webrtc_answer")) =>
-        {
-            bail!(
-                "{who}: server refused {:?}: {} ({})",
-                e.event,
-                e.code,
-                e.message
-            )
-        }
-        ParticipantEvent::Signal(ServerEvent::CallEnded { reason, by, .. }) => {
-            bail!("{who}: call ended early: {reason:?} by {by:?}")
-        }
-        ParticipantEvent::Signal(ServerEvent::Disconnected { reason }) => {
-            bail!("{who}: signaling disconnected: {reason}")
-        }
-        _ => Ok(()),
-    }
-}
-
-/// Waits for the first event `pick` accepts. Fatal events fail at once; on timeout the error
-/// lists everything that was seen.
-async fn wait_for<T>(
-    who: &str,
-    what: &str,
-    events: &mut ParticipantEvents,
-    mut pick: impl FnMut(&ParticipantEvent) -> Option<T>,
-) -> Result<T> {
-    let deadline = Instant::now() + SIGNAL_TIMEOUT;
-    let mut seen = Vec::new();
-    loop {
-        let event = match tokio::time::timeout_at(deadline, events.recv()).await {
-            Ok(Some(event)) => event,
-            Ok(None) => bail!("{who}: event stream ended waiting for {what}; saw {seen:#?}"),
-            Err(_) => bail!("{who}: no {what} within {SIGNAL_TIMEOUT:?}; saw {seen:#?}"),
-        };
-        if let Some(found) = pick(&event) {
-            return Ok(found);
-        }
-        check_fatal(who, &event)?;
-        tracing::debug!(who, ?event, "event while waiting for {what}");
-        seen.push(event);
-    }
-}
-
-/// Drains pending events without waiting, failing on fatal ones.
-fn drain(who: &str, events: &mut ParticipantEvents) -> Result<()> {
-    while let Ok(event) = events.try_recv() {
-        check_fatal(who, &event)?;
-        tracing::debug!(who, ?event, "event");
-    }
-    Ok(())
-}
-
-/// Has `me` received at least the minimum audio (and, for video calls, video) from `other`?
-fn has_media_from(me: &Participant, other: &Participant, kind: CallKind) -> bool {
-    let stats = me.receive_stats();
-    let from = other.user().id.as_str();
-    stats.packets_from(from, MediaKind::Audio) >= MIN_AUDIO_PACKETS
-        && (kind == CallKind::Voice
-            || stats.packets_from(from, MediaKind::Video) >= MIN_VIDEO_PACKETS)
-}
-
-async fn describe(p: &Participant) -> String {
-    let mut out = format!("{} ({}):\n", p.user().name, p.user().id);
-    match p.media() {
-        None => out.push_str("  no call media\n"),
-        Some(media) => {
-            let (publisher_addr, subscriber_addr) = media.remote_addrs();
-            let sent = media.publisher.stats();
-            out.push_str(&format!(
-                "  publisher {:?} remote {publisher_addr:?}, sent audio {} video {} write errors {}\n  subscriber {:?} remote {subscriber_addr:?}\n",
-                media.publisher.state(),
-                sent.audio_packets.load(std::sync::atomic::Ordering::Relaxed),
-                sent.video_packets.load(std::sync::atomic::Ordering::Relaxed),
-                sent.write_errors.load(std::sync::atomic::Ordering::Relaxed),
-                media.subscriber.state(),
-            ));
-        }
-    }
-    for track in p.receive_stats().snapshot() {
-        out.push_str(&format!("  received {track:?}\n"));
-    }
-    out
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_to_one_video_call_flows_through_the_sfu() -> Result<()> {
@@ -154,15 +37,8 @@ async fn one_to_one_voice_call_flows_through_the_sfu() -> Result<()> {
 }
 
 async fn one_to_one_call(kind: CallKind) -> Result<()> {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,loadtest=debug".into()),
-        )
-        .with_test_writer()
-        .try_init();
-
-    let server = start_server().await.context("starting the server")?;
+    support::init_tracing();
+    let server = TestServer::start(switchboard::ServerConfig::for_tests()).await?;
     let http = reqwest::Client::new();
     let (alice, mut alice_events) = Participant::join(
         &http,
@@ -287,9 +163,5 @@ async fn one_to_one_call(kind: CallKind) -> Result<()> {
 
     alice.close().await;
     bob.close().await;
-    let _ = server.shutdown.send(());
-    tokio::time::timeout(Duration::from_secs(15), server.task)
-        .await
-        .context("server did not shut down")???;
-    Ok(())
+    server.stop().await
 }

@@ -2,6 +2,8 @@
 //! must report precisely (bad token → `connect_error`, refused event → ack error + `error`
 //! event), and a clean call lifecycle without media (ring, reject).
 
+mod support;
+
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -9,36 +11,7 @@ use loadtest::{
     sign_in, CallKind, EndReason, ServerEvent, SignalingClient, SignalingConfig, SignalingError,
     SignalingEvents,
 };
-
-struct TestServer {
-    base_url: String,
-    shutdown: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
-}
-
-async fn start_server() -> Result<TestServer> {
-    let server = switchboard::Server::bind(switchboard::ServerConfig::for_tests()).await?;
-    let base_url = format!("http://{}", server.http_addr());
-    let (shutdown, rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(server.run(async move {
-        let _ = rx.await;
-    }));
-    Ok(TestServer {
-        base_url,
-        shutdown,
-        task,
-    })
-}
-
-impl TestServer {
-    async fn stop(self) -> Result<()> {
-        let _ = self.shutdown.send(());
-        tokio::time::timeout(Duration::from_secs(15), self.task)
-            .await
-            .context("server did not shut down")???;
-        Ok(())
-    }
-}
+use support::TestServer;
 
 async fn next_matching<T>(
     events: &mut SignalingEvents,
@@ -63,7 +36,7 @@ async fn next_matching<T>(
 
 #[tokio::test]
 async fn refusals_are_reported_precisely() -> Result<()> {
-    let server = start_server().await?;
+    let server = TestServer::start(switchboard::ServerConfig::for_tests()).await?;
     let http = reqwest::Client::new();
 
     match SignalingClient::connect(&server.base_url, "not-a-jwt", SignalingConfig::default()).await
@@ -117,7 +90,7 @@ async fn refusals_are_reported_precisely() -> Result<()> {
 
 #[tokio::test]
 async fn rejected_call_ends_for_both() -> Result<()> {
-    let server = start_server().await?;
+    let server = TestServer::start(switchboard::ServerConfig::for_tests()).await?;
     let http = reqwest::Client::new();
     let a = sign_in(&http, &server.base_url, "Caller").await?;
     let b = sign_in(&http, &server.base_url, "Callee").await?;
