@@ -41,7 +41,8 @@
 //! ## Running
 //! - `cargo test -p loadtest` — unit tests, the signaling client against an in-process server
 //!   (`tests/signaling_client.rs`) and 1:1 voice and video calls through the SFU
-//!   (`tests/call_through_sfu.rs`; `RUST_LOG=loadtest=debug` shows the negotiation).
+//!   (`tests/call_through_sfu.rs`; `RUST_LOG=loadtest=debug` shows the negotiation), and
+//!   group calls with leave, late join and the size limit (`tests/group_call.rs`).
 //! - `cargo test -p loadtest --test smoke`: a 1-publisher, 3-subscriber run in a few seconds.
 //! - `cargo run --release -p loadtest -- --help`; examples in docs/loadtest.md. `--local-ip`
 //!   must be an address the server can reach.
