@@ -18,6 +18,7 @@ import {
   MEDIA_ERROR_TEXT,
   MediaUnavailableError,
   getLocalMedia,
+  getScreenMedia,
   stopStream,
 } from './js/media.js';
 import { describeCall, downloadRecording, fetchCalls, fmtBytes, outcomeText, relativeTime } from './js/history.js';
@@ -34,10 +35,16 @@ const ringtone = new Ringtone();
  *          | 'incoming'  (callee: the modal is up)
  *          | 'accepting' (callee: accepted, getting camera/mic)
  *          | 'active',
- *     peer: {id, name}, participants, localStream, media, accepted, startedAt,
- *     audio, video (what we send), remote: Map<userId, {name, audio, video}>,
+ *     peer: {id, name} (who invited us, or the first person we called), participants,
+ *     localStream, media, accepted, startedAt,
+ *     audio, video (what we send), screen: null | {stream, track} (our screen share),
+ *     remote: Map<userId, {name, audio, video, screen, hasVideo}>  (joined, not us),
+ *     ringing: Map<userId, {name}>  (invited, not answered yet: "Ringing…" tiles),
+ *     published: Map<trackId, {userId, kind, source, seq}>  (from track_published; seq orders them),
+ *     tracks: [{mid, userId, trackId, kind, track}]  (what the subscriber receives now),
  *     recording: null | {by: {id, name}}, recordingBusy: bool (a start/stop is in flight) }
  *
+ * `selected` is the lobby's group-call selection (user ids).
  * `history` is the "Recent calls" panel: the last GET /api/calls page, newest first.
  */
 const state = {
@@ -45,6 +52,7 @@ const state = {
   signaling: null,
   connected: false,
   users: [],
+  selected: new Set(),
   call: null,
   timer: null,
   history: { calls: [], loaded: false, error: null, seq: 0, timers: [] },
@@ -84,6 +92,16 @@ function fmtDuration(ms) {
 function kindLabel(kind) {
   return kind === 'video' ? 'Video call' : 'Voice call';
 }
+
+/** "Bob", "Bob and Carol", "Bob, Carol and Dave", "Bob, Carol and 3 others". */
+function formatNames(names) {
+  if (names.length <= 1) return names[0] || '';
+  if (names.length <= 3) return `${names.slice(0, -1).join(', ')} and ${names[names.length - 1]}`;
+  return `${names.slice(0, 2).join(', ')} and ${names.length - 2} others`;
+}
+
+/** At most this many people in one call, counting those still ringing (protocol.md §7.1). */
+const MAX_PARTICIPANTS = 16;
 
 function toast(message, level = 'error') {
   const el = document.createElement('div');
@@ -134,6 +152,7 @@ function renderUsers() {
   const me = state.session && state.session.user.id;
   const others = state.users.filter((u) => u.id !== me);
   const inCall = !!state.call;
+  const full = state.selected.size >= MAX_PARTICIPANTS - 1;
   list.replaceChildren(
     ...others.map((u) => {
       const li = document.createElement('li');
@@ -141,6 +160,20 @@ function renderUsers() {
       li.dataset.testid = 'user';
       li.dataset.userId = u.id;
       li.dataset.userName = u.name;
+      // Tick several people, then call them all at once from the group bar.
+      const pick = document.createElement('input');
+      pick.type = 'checkbox';
+      pick.className = 'pick';
+      pick.dataset.testid = 'select-user';
+      pick.setAttribute('aria-label', `Select ${u.name} for a group call`);
+      pick.checked = state.selected.has(u.id);
+      pick.disabled = inCall || u.busy || !state.connected || (full && !pick.checked);
+      pick.title = u.busy ? `${u.name} is in a call` : pick.getAttribute('aria-label');
+      pick.addEventListener('change', () => {
+        if (pick.checked) state.selected.add(u.id);
+        else state.selected.delete(u.id);
+        renderUsers();
+      });
       const av = document.createElement('span');
       av.className = 'avatar small';
       paintAvatar(av, u.name);
@@ -166,14 +199,40 @@ function renderUsers() {
         b.setAttribute('aria-label', label);
         b.innerHTML = kind === 'voice' ? ICONS.phone : ICONS.video;
         b.disabled = inCall || u.busy || !state.connected;
-        b.addEventListener('click', () => startCall({ id: u.id, name: u.name }, kind));
+        b.addEventListener('click', () => startCall([{ id: u.id, name: u.name }], kind));
         actions.appendChild(b);
       }
-      li.append(av, who, actions);
+      li.append(pick, av, who, actions);
       return li;
     }),
   );
   $('no-users').hidden = others.length > 0;
+
+  // The group bar: who is ticked, and one button per kind to call them all.
+  const picked = selectedUsers();
+  const bar = $('group-bar');
+  bar.hidden = picked.length === 0;
+  $('group-count').textContent = `${picked.length} selected: ${formatNames(picked.map((u) => u.name))}`;
+  for (const kind of ['voice', 'video']) {
+    const b = $(`group-${kind}-call`);
+    b.disabled = inCall || !state.connected || picked.length === 0;
+    const label = `${kind === 'voice' ? 'Voice' : 'Video'} call ${picked.length} ${picked.length === 1 ? 'person' : 'people'}`;
+    b.setAttribute('aria-label', label);
+    b.title = label;
+  }
+}
+
+/** The ticked users who are still online and free, in list order. */
+function selectedUsers() {
+  return state.users.filter((u) => state.selected.has(u.id) && !u.busy);
+}
+
+/** Drop ticks for users who went offline or busy. */
+function pruneSelection() {
+  for (const id of [...state.selected]) {
+    const u = state.users.find((x) => x.id === id);
+    if (!u || u.busy) state.selected.delete(id);
+  }
 }
 
 function renderIncoming() {
@@ -184,6 +243,12 @@ function renderIncoming() {
   if (!show) return;
   $('incoming-caller').textContent = c.peer.name;
   $('incoming-kind').textContent = `Incoming ${c.kind} call`;
+  // A group call: say who else is in it already.
+  const me = state.session.user.id;
+  const others = c.participants.filter((p) => p.id !== me && p.id !== c.peer.id).map((p) => p.name);
+  const more = $('incoming-others');
+  more.hidden = others.length === 0;
+  more.textContent = others.length ? `with ${formatNames(others)}` : '';
   box.dataset.kind = c.kind;
 }
 
@@ -208,16 +273,78 @@ function callStatusText(c) {
   }
 }
 
+function callTitle(c) {
+  const joined = [...c.remote.values()].map((r) => r.name);
+  const ringing = [...c.ringing.values()].map((r) => r.name);
+  const names = joined.length ? joined : ringing.length ? ringing : [c.peer.name];
+  return `${kindLabel(c.kind)} with ${formatNames(names)}`;
+}
+
+/**
+ * Columns x rows for `n` tiles: 1, 2, 4, 9, 16 → 1x1, 2x1, 2x2, 3x3, 4x4 on a wide screen; on a
+ * phone in portrait the grid is taller than wide (2 → 1x2, 6 → 2x3, 12 → 3x4).
+ */
+function gridFor(n) {
+  const count = Math.max(1, n);
+  const wideCols = Math.ceil(Math.sqrt(count));
+  const narrowCols = count <= 2 ? 1 : count <= 6 ? 2 : count <= 12 ? 3 : 4;
+  return {
+    wide: { cols: wideCols, rows: Math.ceil(count / wideCols) },
+    narrow: { cols: narrowCols, rows: Math.ceil(count / narrowCols) },
+  };
+}
+
+/**
+ * What we show of `userId`: their microphone, camera and screen share among the tracks we
+ * receive, by track_published.source. Per source the newest publication wins: a publisher's
+ * renegotiation can leave an older publication of the same source behind in the subscriber
+ * offer (a frozen track, never unpublished). A screen share stops showing as soon as its owner
+ * says so (media_state.screen = false), even before its track_unpublished.
+ */
+function mediaOf(c, userId) {
+  const best = new Map(); // source → {t, seq}
+  for (const t of c.tracks) {
+    if (t.userId !== userId || t.track.readyState === 'ended') continue;
+    const pub = c.published.get(t.trackId);
+    // Not announced (yet): a plain microphone or camera, used only if nothing newer is known.
+    const source = pub ? pub.source : t.kind === 'audio' ? 'microphone' : 'camera';
+    const seq = pub ? pub.seq : -1;
+    const cur = best.get(source);
+    if (!cur || seq > cur.seq) best.set(source, { t, seq });
+  }
+  const r = c.remote.get(userId);
+  const screen = best.get('screen');
+  return {
+    audio: best.has('microphone') ? [best.get('microphone').t.track] : [],
+    camera: best.has('camera') ? best.get('camera').t.track : null,
+    screens: screen && !(r && r.screen === false) ? [screen.t] : [],
+  };
+}
+
+/** Point a media element at exactly `tracks` (a new stream only when they changed). */
+function setTracks(el, tracks) {
+  const cur = el.srcObject ? el.srcObject.getTracks() : [];
+  const same = cur.length === tracks.length && tracks.every((t) => cur.includes(t));
+  if (same) return false;
+  el.srcObject = tracks.length ? new MediaStream(tracks) : null;
+  if (tracks.length) el.play().catch(() => {});
+  return true;
+}
+
 function renderCall() {
   const c = state.call;
   const view = $('call-view');
   const show = !!c && c.phase !== 'incoming';
   view.hidden = !show;
   document.body.classList.toggle('in-call', show);
-  if (!show) return;
+  if (!show) {
+    $('invite-panel').hidden = true;
+    return;
+  }
+  const me = state.session.user.id;
   view.dataset.phase = c.phase;
   view.dataset.kind = c.kind;
-  $('call-title').textContent = `${kindLabel(c.kind)} with ${c.peer.name}`;
+  $('call-title').textContent = callTitle(c);
   $('call-status').textContent = callStatusText(c);
   $('call-timer').hidden = c.phase !== 'active';
 
@@ -228,29 +355,65 @@ function renderCall() {
   local.dataset.video = String(video && c.video);
   paintAvatar($('local-avatar'), state.session.user.name);
   $('local-muted-badge').hidden = c.audio;
-  paintQuality($('local-quality'), c.quality.get(state.session.user.id));
-  local.classList.toggle('speaking', c.speaker === state.session.user.id);
+  paintQuality($('local-quality'), c.quality.get(me));
+  local.classList.toggle('speaking', c.speaker === me);
   $('local-camera-off-badge').hidden = !video || c.video;
   const lv = $('local-video');
   if (c.localStream && lv.srcObject !== c.localStream) lv.srcObject = c.localStream;
   if (!c.localStream) lv.srcObject = null;
 
-  // Remote tiles, one per other participant.
+  // Remote tiles, one per other participant, in the order they came.
   const tiles = $('tiles');
   for (const [id, r] of c.remote) {
     let tile = tiles.querySelector(`[data-testid="remote-tile"][data-user-id="${CSS.escape(id)}"]`);
     if (!tile) tile = tiles.appendChild(makeRemoteTile(id, r.name));
+    const m = mediaOf(c, id);
+    const v = tile.querySelector('video');
+    if (setTracks(v, m.camera ? [m.camera] : [])) {
+      r.hasVideo = !!m.camera && v.readyState >= 2;
+      v.onloadeddata = () => {
+        if (state.call !== c || !c.remote.has(id)) return;
+        c.remote.get(id).hasVideo = true;
+        render();
+      };
+    }
+    setTracks(tile.querySelector('audio'), m.audio);
     tile.dataset.audio = String(r.audio);
     tile.dataset.video = String(video && r.video);
-    tile.dataset.hasVideo = String(!!r.hasVideo);
+    tile.dataset.hasVideo = String(!!r.hasVideo && !!m.camera);
     tile.querySelector('[data-testid="remote-muted-badge"]').hidden = r.audio;
     paintQuality(tile.querySelector('[data-testid="remote-quality"]'), c.quality.get(id));
     tile.classList.toggle('speaking', c.speaker === id);
     tile.querySelector('[data-testid="remote-camera-off-badge"]').hidden = !video || r.video;
+    tile.querySelector('[data-testid="remote-sharing-badge"]').hidden = m.screens.length === 0;
   }
   for (const tile of tiles.querySelectorAll('[data-testid="remote-tile"]')) {
-    if (!c.remote.has(tile.dataset.userId)) tile.remove();
+    if (!c.remote.has(tile.dataset.userId)) {
+      for (const el of tile.querySelectorAll('video, audio')) el.srcObject = null;
+      tile.remove();
+    }
   }
+  // Invited, not answered yet.
+  for (const [id, r] of c.ringing) {
+    if (c.remote.has(id)) continue;
+    if (!tiles.querySelector(`[data-testid="ringing-tile"][data-user-id="${CSS.escape(id)}"]`)) {
+      tiles.appendChild(makeRingingTile(id, r.name));
+    }
+  }
+  for (const tile of tiles.querySelectorAll('[data-testid="ringing-tile"]')) {
+    const id = tile.dataset.userId;
+    if (!c.ringing.has(id) || c.remote.has(id)) tile.remove();
+  }
+  const count = tiles.querySelectorAll('.tile').length;
+  const grid = gridFor(count);
+  tiles.dataset.count = String(count);
+  tiles.dataset.dense = String(count > 4);
+  tiles.style.setProperty('--cols', String(grid.wide.cols));
+  tiles.style.setProperty('--rows', String(grid.wide.rows));
+  tiles.style.setProperty('--cols-narrow', String(grid.narrow.cols));
+  tiles.style.setProperty('--rows-narrow', String(grid.narrow.rows));
+
+  renderSpotlight(c);
 
   // Controls.
   const mute = $('toggle-mute');
@@ -270,6 +433,22 @@ function renderCall() {
   mute.disabled = !canToggle || !c.localStream;
   cam.disabled = !canToggle || !c.localStream;
 
+  const share = $('toggle-screen');
+  const sharing = !!c.screen;
+  share.setAttribute('aria-pressed', String(sharing));
+  share.setAttribute('aria-label', sharing ? 'Stop sharing your screen' : 'Share your screen');
+  share.title = share.getAttribute('aria-label');
+  share.querySelector('[data-icon]').innerHTML = sharing ? ICONS.screenOff : ICONS.screen;
+  share.querySelector('.label').textContent = sharing ? 'Stop sharing' : 'Share screen';
+  share.disabled = c.phase !== 'active' || !c.media || !c.media.publisher || !!c.screenBusy;
+
+  const add = $('add-participant');
+  const size = 1 + c.remote.size + [...c.ringing.keys()].filter((id) => !c.remote.has(id)).length;
+  add.disabled = !c.id || !(c.phase === 'active' || (c.phase === 'calling' && c.role === 'caller'));
+  add.setAttribute('aria-expanded', String(!!c.inviteOpen));
+  add.title = size >= MAX_PARTICIPANTS ? `The call is full (${MAX_PARTICIPANTS} people)` : 'Add someone to this call';
+  renderInvitePanel(c, size, add.disabled);
+
   // Recording: the indicator follows the server's events; the button only asks.
   const rec = $('rec-indicator');
   rec.hidden = !c.recording;
@@ -282,6 +461,78 @@ function renderCall() {
   recBtn.querySelector('[data-icon]').innerHTML = recording ? ICONS.stop : ICONS.record;
   recBtn.querySelector('.label').textContent = recording ? 'Stop recording' : 'Record';
   recBtn.disabled = c.phase !== 'active' || !c.accepted || !!c.recordingBusy;
+}
+
+/** Screen shares get the big area above the grid: everyone's, ours included. */
+function renderSpotlight(c) {
+  const spot = $('spotlight');
+  const me = state.session.user.id;
+  const wanted = new Map(); // trackId → {userId, name, track}
+  for (const [id, r] of c.remote) {
+    for (const s of mediaOf(c, id).screens) wanted.set(s.trackId, { userId: id, name: r.name, track: s.track });
+  }
+  if (c.screen) wanted.set(c.screen.track.id, { userId: me, name: null, track: c.screen.track });
+  for (const tile of spot.querySelectorAll('[data-testid="screen-tile"]')) {
+    if (!wanted.has(tile.dataset.trackId)) {
+      tile.querySelector('video').srcObject = null;
+      tile.remove();
+    }
+  }
+  for (const [trackId, s] of wanted) {
+    let tile = spot.querySelector(`[data-testid="screen-tile"][data-track-id="${CSS.escape(trackId)}"]`);
+    if (!tile) {
+      tile = document.createElement('div');
+      tile.className = `tile screen${s.userId === me ? ' local' : ''}`;
+      tile.dataset.testid = 'screen-tile';
+      tile.dataset.userId = s.userId;
+      tile.dataset.trackId = trackId;
+      tile.innerHTML = `<video data-testid="screen-video" autoplay playsinline muted></video>
+        <div class="tile-label"><span class="tile-name"></span></div>`;
+      tile.querySelector('.tile-name').textContent = s.name === null ? 'Your screen' : `${s.name}'s screen`;
+      spot.appendChild(tile);
+    }
+    setTracks(tile.querySelector('video'), [s.track]);
+  }
+  spot.hidden = wanted.size === 0;
+  spot.dataset.count = String(wanted.size);
+  $('call-view').classList.toggle('has-spotlight', wanted.size > 0);
+}
+
+/** "Add people": online users who are free and not in this call yet. */
+function renderInvitePanel(c, size, disabled) {
+  const panel = $('invite-panel');
+  const open = !!c.inviteOpen && !disabled;
+  panel.hidden = !open;
+  if (!open) return;
+  const me = state.session.user.id;
+  const free = state.users.filter((u) => u.id !== me && !u.busy && !c.remote.has(u.id) && !c.ringing.has(u.id));
+  const full = size >= MAX_PARTICIPANTS;
+  $('invite-empty').hidden = free.length > 0;
+  $('invite-full').hidden = !full;
+  $('invite-list').replaceChildren(
+    ...free.map((u) => {
+      const li = document.createElement('li');
+      li.className = 'user';
+      li.dataset.testid = 'invite-user';
+      li.dataset.userId = u.id;
+      const av = document.createElement('span');
+      av.className = 'avatar small';
+      paintAvatar(av, u.name);
+      const name = document.createElement('span');
+      name.className = 'who name';
+      name.textContent = u.name;
+      const b = document.createElement('button');
+      b.type = 'button';
+      b.className = 'primary small';
+      b.dataset.testid = 'invite-button';
+      b.textContent = 'Add';
+      b.setAttribute('aria-label', `Add ${u.name} to the call`);
+      b.disabled = full || c.inviting.has(u.id);
+      b.addEventListener('click', () => inviteParticipant(c, u));
+      li.append(av, name, b);
+      return li;
+    }),
+  );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -524,7 +775,22 @@ function makeRemoteTile(id, name) {
       <span class="quality" data-testid="remote-quality" data-level="" hidden><i></i><i></i><i></i><i></i></span>
       <span class="badge muted-badge" data-testid="remote-muted-badge" hidden>Muted</span>
       <span class="badge camoff-badge" data-testid="remote-camera-off-badge" hidden>Camera off</span>
+      <span class="badge sharing-badge" data-testid="remote-sharing-badge" hidden>Presenting</span>
     </div>`;
+  paintAvatar(tile.querySelector('.avatar'), name);
+  tile.querySelector('.tile-name').textContent = name;
+  return tile;
+}
+
+/** Someone invited who has not answered yet. */
+function makeRingingTile(id, name) {
+  const tile = document.createElement('div');
+  tile.className = 'tile ringing';
+  tile.dataset.testid = 'ringing-tile';
+  tile.dataset.userId = id;
+  tile.innerHTML = `
+    <div class="avatar"></div>
+    <div class="tile-label"><span class="tile-name"></span><span class="badge ringing-badge">Ringing…</span></div>`;
   paintAvatar(tile.querySelector('.avatar'), name);
   tile.querySelector('.tile-name').textContent = name;
   return tile;
@@ -560,7 +826,15 @@ function newCall(fields) {
     connection: 'connecting',
     audio: true,
     video: true,
+    screen: null,
+    screenBusy: false,
     remote: new Map(),
+    ringing: new Map(),
+    published: new Map(),
+    publishedSeq: 0,
+    tracks: [],
+    inviteOpen: false,
+    inviting: new Set(),
     // userId → latest participant_quality report (self included); the dominant speaker.
     quality: new Map(),
     speaker: null,
@@ -570,8 +844,12 @@ function newCall(fields) {
   };
 }
 
-/** Caller: camera/mic first (the permission prompt belongs to the click), then ring. */
-async function startCall(peer, kind) {
+/**
+ * Caller: camera/mic first (the permission prompt belongs to the click), then ring everyone in
+ * `peers` ({id, name}, one for a 1:1 call, several for a group call).
+ */
+async function startCall(peers, kind) {
+  peers = Array.isArray(peers) ? peers : [peers];
   if (state.call) {
     toast('You are already in a call.');
     return;
@@ -580,8 +858,10 @@ async function startCall(peer, kind) {
     toast('Not connected to the server yet.');
     return;
   }
+  if (!peers.length) return;
   notice(null);
-  const call = newCall({ kind, role: 'caller', phase: 'media', peer });
+  const call = newCall({ kind, role: 'caller', phase: 'media', peer: peers[0] });
+  for (const p of peers) call.ringing.set(p.id, { name: p.name });
   state.call = call;
   render();
   let stream;
@@ -600,31 +880,79 @@ async function startCall(peer, kind) {
   call.phase = 'calling';
   render();
   try {
-    const ack = await state.signaling.request('initiate_call', { to: peer.id, kind });
+    const to = peers.length === 1 ? peers[0].id : peers.map((p) => p.id);
+    const ack = await state.signaling.request('initiate_call', { to, kind });
     if (state.call !== call) {
       // Hung up before the server told us the call id: cancel it now.
-      state.signaling.send('end_call', { call_id: ack.call_id, reason: 'hangup' });
+      leaveCall(ack.call_id, 'hangup');
       return;
     }
     if (!call.id) call.id = ack.call_id;
+    state.selected.clear();
+    render();
   } catch (e) {
-    if (state.call === call) finishCall(initiateErrorText(e, peer), 'error');
+    if (state.call === call) finishCall(initiateErrorText(e, peers), 'error');
   }
 }
 
-function initiateErrorText(e, peer) {
+function initiateErrorText(e, peers) {
+  const who = formatNames(peers.map((p) => p.name));
+  const one = peers.length === 1;
   switch (e.code) {
     case 'user_offline':
-      return `${peer.name} is offline.`;
+      return one ? `${who} is offline.` : `Could not call ${who}: someone went offline (${e.message}).`;
     case 'unknown_user':
-      return `${peer.name} is not a known user.`;
+      return one ? `${who} is not a known user.` : `Could not call ${who}: ${e.message}`;
     case 'busy':
-      return `${peer.name} is busy in another call.`;
+      return one ? `${who} is busy in another call.` : `Could not call ${who}: someone is busy (${e.message}).`;
     case 'self_call':
       return 'You cannot call yourself.';
+    case 'limit_exceeded':
+      return `Too many people for one call (at most ${MAX_PARTICIPANTS}).`;
     default:
-      return `Could not call ${peer.name}: ${e.message}`;
+      return `Could not call ${who}: ${e.message}`;
   }
+}
+
+/** Any joined participant adds someone (invite_participant, protocol.md §7.1). */
+async function inviteParticipant(call, user) {
+  if (state.call !== call || !call.id || call.inviting.has(user.id)) return;
+  call.inviting.add(user.id);
+  render();
+  try {
+    await state.signaling.request('invite_participant', { call_id: call.id, user_id: user.id });
+    // participant_invited follows; show the tile now in case it is slow.
+    if (state.call === call && !call.remote.has(user.id)) call.ringing.set(user.id, { name: user.name });
+  } catch (e) {
+    if (state.call === call) toast(inviteErrorText(e, user));
+  } finally {
+    call.inviting.delete(user.id);
+    if (state.call === call) render();
+  }
+}
+
+function inviteErrorText(e, user) {
+  switch (e.code) {
+    case 'busy':
+      return `${user.name} is busy in another call.`;
+    case 'user_offline':
+      return `${user.name} is offline.`;
+    case 'limit_exceeded':
+      return `The call is full: ${user.name} cannot be added.`;
+    case 'missing_grant':
+      return `You are not allowed to add people to calls (${e.code}).`;
+    default:
+      return `Could not add ${user.name}: ${e.message} (${e.code})`;
+  }
+}
+
+/** Tell the server we are leaving; the call goes on for the others (protocol.md §7.1). */
+function leaveCall(callId, reason) {
+  const sig = state.signaling;
+  // TEMPORARY until the group-call server lands: it does not know leave_call yet.
+  sig.request('leave_call', { call_id: callId, reason }).catch((e) => {
+    if (e.code === 'invalid_payload') sig.send('end_call', { call_id: callId, reason });
+  });
 }
 
 function mediaErrorText(e) {
@@ -655,8 +983,8 @@ async function acceptCall() {
     return;
   }
   if (r.error) {
-    // Tell the caller why the call is over, then show the reason here.
-    state.signaling.send('end_call', { call_id: call.id, reason: 'media_unavailable' });
+    // Tell the others why we are gone, then show the reason here.
+    leaveCall(call.id, 'media_unavailable');
     finishCall(mediaErrorText(r.error), 'error');
     return;
   }
@@ -677,10 +1005,16 @@ function rejectCall() {
 function hangUp() {
   const call = state.call;
   if (!call) return;
-  if (call.id) state.signaling.send('end_call', { call_id: call.id, reason: 'hangup' });
+  if (call.id) leaveCall(call.id, 'hangup');
   const dur = call.startedAt ? ` after ${fmtDuration(Date.now() - call.startedAt)}` : '';
+  const group = call.remote.size + call.ringing.size > 1;
+  const names = formatNames([...call.ringing.values()].map((r) => r.name)) || call.peer.name;
   finishCall(
-    call.phase === 'active' ? `Call with ${call.peer.name} ended${dur}.` : `Call to ${call.peer.name} cancelled.`,
+    call.phase !== 'active'
+      ? `Call to ${names} cancelled.`
+      : group
+        ? `You left the call${dur}.`
+        : `Call with ${call.peer.name} ended${dur}.`,
   );
 }
 
@@ -691,7 +1025,20 @@ function maybeStartMedia(call) {
     callId: call.id,
     localStream: call.localStream,
     signaling: state.signaling,
-    onRemoteStream: (userId, stream) => attachRemote(call, userId, stream),
+    onRemoteTracks: (tracks) => {
+      if (state.call !== call) return;
+      call.tracks = tracks;
+      for (const t of tracks) {
+        // Media from someone we have not heard of yet (a join racing its event).
+        if (!call.remote.has(t.userId) && t.userId !== state.session.user.id) {
+          const p = call.participants.find((x) => x.id === t.userId) || call.ringing.get(t.userId);
+          call.remote.set(t.userId, { name: p ? p.name : 'Guest', audio: true, video: true, screen: null });
+          call.ringing.delete(t.userId);
+        }
+      }
+      rememberPcs();
+      render();
+    },
     onConnectionState: (s) => {
       if (state.call !== call) return;
       call.connection = s;
@@ -727,35 +1074,73 @@ function rememberPcs() {
   if (m.subscriber) state.last.subscriber = m.subscriber;
 }
 
-function attachRemote(call, userId, stream) {
-  if (state.call !== call) return;
-  if (!call.remote.has(userId)) {
-    const p = call.participants.find((x) => x.id === userId);
-    call.remote.set(userId, { name: p ? p.name : 'Guest', audio: true, video: true });
-  }
-  const r = call.remote.get(userId);
-  render();
-  const tile = document.querySelector(`[data-testid="remote-tile"][data-user-id="${CSS.escape(userId)}"]`);
-  if (!tile) return;
-  const v = tile.querySelector('video');
-  const a = tile.querySelector('audio');
-  if (v.srcObject !== stream) v.srcObject = stream;
-  if (a.srcObject !== stream) a.srcObject = stream;
-  // Show the video (instead of the avatar) once frames are actually decoded.
-  v.onloadeddata = () => {
-    if (state.call !== call) return;
-    r.hasVideo = true;
-    render();
-  };
-  if (v.readyState >= 2) r.hasVideo = true;
-  v.play().catch(() => {});
-  a.play().catch(() => {});
-  rememberPcs();
-}
-
 function sendMediaState(call) {
   if (!call.id || !call.accepted) return;
-  state.signaling.send('media_state', { call_id: call.id, audio: call.audio, video: call.kind === 'video' && call.video });
+  state.signaling.send('media_state', {
+    call_id: call.id,
+    audio: call.audio,
+    video: call.kind === 'video' && call.video,
+    screen: !!call.screen,
+  });
+}
+
+/** Share a screen (getDisplayMedia) during a voice or video call, or stop sharing it. */
+async function toggleScreen() {
+  const call = state.call;
+  if (!call || call.phase !== 'active' || !call.media || call.screenBusy) return;
+  if (call.screen) {
+    await stopScreen(call);
+    return;
+  }
+  call.screenBusy = true;
+  render();
+  let stream;
+  try {
+    stream = await getScreenMedia();
+  } catch (e) {
+    call.screenBusy = false;
+    if (state.call === call) {
+      if (!e.cancelled) toast(e.message);
+      render();
+    }
+    return;
+  }
+  if (state.call !== call) {
+    stopStream(stream);
+    return;
+  }
+  const track = stream.getVideoTracks()[0];
+  // The browser's own "Stop sharing" bar ends the track.
+  track.addEventListener('ended', () => {
+    if (state.call === call && call.screen && call.screen.track === track) stopScreen(call);
+  });
+  call.screen = { stream, track };
+  render();
+  try {
+    await call.media.startScreen(stream);
+    sendMediaState(call);
+  } catch (e) {
+    if (state.call === call) {
+      toast(`Could not share the screen: ${e.message}`);
+      await stopScreen(call);
+    }
+  } finally {
+    call.screenBusy = false;
+    if (state.call === call) render();
+  }
+}
+
+async function stopScreen(call) {
+  if (!call.screen) return;
+  stopStream(call.screen.stream);
+  call.screen = null;
+  render();
+  try {
+    await call.media.stopScreen();
+  } catch (e) {
+    if (state.call === call) console.warn('could not renegotiate after the screen share', e);
+  }
+  if (state.call === call) sendMediaState(call);
 }
 
 async function toggleMute() {
@@ -793,8 +1178,10 @@ function finishCall(message, level = 'info') {
       call.media.close();
     }
     stopStream(call.localStream);
-    for (const el of $('tiles').querySelectorAll('video, audio')) el.srcObject = null;
-    for (const tile of $('tiles').querySelectorAll('[data-testid="remote-tile"]')) tile.remove();
+    if (call.screen) stopStream(call.screen.stream);
+    for (const el of $('call-view').querySelectorAll('video, audio')) el.srcObject = null;
+    const others = '[data-testid="remote-tile"], [data-testid="ringing-tile"], [data-testid="screen-tile"]';
+    for (const tile of $('call-view').querySelectorAll(others)) tile.remove();
   }
   state.call = null;
   render();
@@ -835,6 +1222,23 @@ function endedText(call, reason, by) {
   }
 }
 
+function leftText(name, reason, wasIn) {
+  switch (reason) {
+    case 'rejected':
+      return `${name} declined.`;
+    case 'no_answer':
+      return `${name} did not answer.`;
+    case 'disconnected':
+      return wasIn ? `${name} disconnected.` : `${name} went offline.`;
+    case 'media_unavailable':
+      return `${name} could not access their camera/microphone.`;
+    case 'failed':
+      return `${name}'s connection failed.`;
+    default:
+      return `${name} left the call.`;
+  }
+}
+
 function currentCall(callId) {
   const c = state.call;
   if (!c) return null;
@@ -868,8 +1272,10 @@ function wireSignaling(sig) {
   });
   sig.on('presence', (msg) => {
     state.users = Array.isArray(msg && msg.users) ? msg.users : [];
+    pruneSelection();
     renderUsers();
     renderHistory();
+    if (state.call && state.call.inviteOpen) renderCall();
   });
   sig.on('recording_started', (msg) => {
     const c = currentCall(msg && msg.call_id);
@@ -897,7 +1303,14 @@ function wireSignaling(sig) {
   sig.on('incoming_call', (msg) => {
     if (state.call) return; // the server does not ring busy users; ignore if it does
     notice(null);
-    state.call = newCall({ id: msg.call_id, kind: msg.kind, role: 'callee', phase: 'incoming', peer: msg.from });
+    state.call = newCall({
+      id: msg.call_id,
+      kind: msg.kind,
+      role: 'callee',
+      phase: 'incoming',
+      peer: msg.from,
+      participants: Array.isArray(msg.participants) ? msg.participants : [],
+    });
     render();
     ringtone.start();
   });
@@ -915,8 +1328,9 @@ function wireSignaling(sig) {
     c.startedAt = Date.now();
     for (const p of c.participants) {
       if (p.id !== state.session.user.id && !c.remote.has(p.id)) {
-        c.remote.set(p.id, { name: p.name, audio: true, video: true });
+        c.remote.set(p.id, { name: p.name, audio: true, video: true, screen: null });
       }
+      c.ringing.delete(p.id);
     }
     if (c.localStream) c.phase = 'active';
     ringtone.stop();
@@ -924,10 +1338,57 @@ function wireSignaling(sig) {
     render();
     maybeStartMedia(c);
   });
+  // The invitee declined. A 1:1 call ends with the call_ended that follows (its text names
+  // them); a group call goes on with the others.
   sig.on('call_rejected', (msg) => {
     const c = currentCall(msg.call_id);
-    if (!c) return;
-    finishCall(`Call rejected by ${(msg.by && msg.by.name) || c.peer.name}.`);
+    if (!c || !msg.by) return;
+    c.ringing.delete(msg.by.id);
+    render();
+  });
+  sig.on('participant_invited', (msg) => {
+    const c = currentCall(msg && msg.call_id);
+    if (!c || !msg.user || msg.user.id === state.session.user.id || c.remote.has(msg.user.id)) return;
+    c.ringing.set(msg.user.id, { name: msg.user.name });
+    render();
+  });
+  sig.on('participant_joined', (msg) => {
+    const c = currentCall(msg && msg.call_id);
+    if (!c || !msg.user || msg.user.id === state.session.user.id) return;
+    c.ringing.delete(msg.user.id);
+    if (!c.participants.some((p) => p.id === msg.user.id)) c.participants.push(msg.user);
+    if (!c.remote.has(msg.user.id)) c.remote.set(msg.user.id, { name: msg.user.name, audio: true, video: true, screen: null });
+    render();
+  });
+  sig.on('participant_left', (msg) => {
+    const c = currentCall(msg && msg.call_id);
+    if (!c || !msg.user) return;
+    const id = msg.user.id;
+    const wasIn = c.remote.has(id);
+    c.ringing.delete(id);
+    c.remote.delete(id);
+    c.participants = c.participants.filter((p) => p.id !== id);
+    for (const [trackId, pub] of c.published) if (pub.userId === id) c.published.delete(trackId);
+    c.tracks = c.tracks.filter((t) => t.userId !== id);
+    c.quality.delete(id);
+    if (c.speaker === id) c.speaker = null;
+    render();
+    toast(leftText(msg.user.name, msg.reason, wasIn), 'info');
+  });
+  sig.on('track_published', (msg) => {
+    const c = currentCall(msg && msg.call_id);
+    if (!c || !msg.track_id) return;
+    const source = msg.source || (msg.kind === 'audio' ? 'microphone' : 'camera');
+    c.published.set(msg.track_id, { userId: msg.user_id, kind: msg.kind, source, seq: ++c.publishedSeq });
+    render();
+  });
+  sig.on('track_unpublished', (msg) => {
+    const c = currentCall(msg && msg.call_id);
+    if (!c || !msg.track_id) return;
+    c.published.delete(msg.track_id);
+    // The subscriber offer that drops it follows; stop showing it now.
+    c.tracks = c.tracks.filter((t) => t.trackId !== msg.track_id);
+    render();
   });
   sig.on('call_ended', (msg) => {
     const c = currentCall(msg.call_id);
@@ -965,17 +1426,21 @@ function wireSignaling(sig) {
     if (!c) return;
     let r = c.remote.get(msg.user_id);
     if (!r) {
-      r = { name: 'Guest', audio: true, video: true };
+      const p = c.participants.find((x) => x.id === msg.user_id) || c.ringing.get(msg.user_id);
+      r = { name: p ? p.name : 'Guest', audio: true, video: true, screen: null };
       c.remote.set(msg.user_id, r);
+      c.ringing.delete(msg.user_id);
     }
     r.audio = !!msg.audio;
     r.video = !!msg.video;
+    if ('screen' in msg) r.screen = !!msg.screen;
     render();
   });
   sig.on('error', (msg) => {
     if (!msg || typeof msg !== 'object') return;
-    // Recording requests show their own, friendlier error from the ack.
-    if (msg.event === 'start_recording' || msg.event === 'stop_recording') return;
+    // These requests show their own, friendlier error from the ack; a refused leave_call
+    // (the call already ended) concerns a call we have left.
+    if (['start_recording', 'stop_recording', 'invite_participant', 'leave_call'].includes(msg.event)) return;
     toast(msg.message || msg.code || 'Server error');
   });
 }
@@ -1037,9 +1502,35 @@ function wireDom() {
   $('toggle-mute').addEventListener('click', toggleMute);
   $('toggle-camera').addEventListener('click', toggleCamera);
   $('toggle-recording').addEventListener('click', toggleRecording);
+  $('toggle-screen').addEventListener('click', toggleScreen);
+  $('add-participant').addEventListener('click', () => {
+    const c = state.call;
+    if (!c) return;
+    c.inviteOpen = !c.inviteOpen;
+    renderCall();
+  });
+  $('invite-close').addEventListener('click', () => {
+    if (state.call) state.call.inviteOpen = false;
+    renderCall();
+  });
+  $('group-clear').addEventListener('click', () => {
+    state.selected.clear();
+    renderUsers();
+  });
+  for (const kind of ['voice', 'video']) {
+    $(`group-${kind}-call`).addEventListener('click', () => {
+      const peers = selectedUsers().map((u) => ({ id: u.id, name: u.name }));
+      if (peers.length) startCall(peers, kind);
+    });
+  }
   $('history-refresh').addEventListener('click', refreshHistory);
   document.addEventListener('keydown', (ev) => {
-    if (ev.key === 'Escape' && state.call && state.call.phase === 'incoming') rejectCall();
+    if (ev.key !== 'Escape' || !state.call) return;
+    if (state.call.phase === 'incoming') rejectCall();
+    else if (state.call.inviteOpen) {
+      state.call.inviteOpen = false;
+      renderCall();
+    }
   });
 }
 
@@ -1065,7 +1556,11 @@ window.switchboard = {
         video: c.video,
         connection: c.connection,
         recording: c.recording || null,
-        remote: Object.fromEntries(c.remote),
+        remote: Object.fromEntries([...c.remote].map(([id, r]) => [id, { ...r }])),
+        ringing: Object.fromEntries(c.ringing),
+        published: Object.fromEntries(c.published),
+        tracks: c.tracks.map((t) => ({ mid: t.mid, userId: t.userId, trackId: t.trackId, kind: t.kind })),
+        screen: !!c.screen,
         quality: Object.fromEntries(c.quality),
         speaker: c.speaker || null,
       },
@@ -1083,6 +1578,34 @@ window.switchboard = {
     const m = state.call && state.call.media;
     return m ? m.summary() : null;
   },
+  /**
+   * Every inbound RTP stream of the subscriber connection, with whose it is (user id, track id,
+   * source) from the offer's mid → msid and track_published.
+   */
+  async remoteMedia() {
+    const c = state.call;
+    const m = c && c.media;
+    if (!m || !m.subscriber) return [];
+    const s = await m.summary();
+    const shown = new Set();
+    for (const id of c.remote.keys()) {
+      const x = mediaOf(c, id);
+      for (const t of [...x.audio, x.camera, ...x.screens.map((y) => y.track)]) if (t) shown.add(t);
+    }
+    return s.subscriber.inboundStreams.map((st) => {
+      const t = c.tracks.find((x) => x.mid === st.mid);
+      const pub = t && c.published.get(t.trackId);
+      return {
+        ...st,
+        userId: t ? t.userId : null,
+        trackId: t ? t.trackId : null,
+        source: pub ? pub.source : null,
+        // On screen (or playing) now: the newest publication of its owner and source.
+        shown: !!t && shown.has(t.track),
+      };
+    });
+  },
+  /** `peer` = {id, name} or a list of them (a group call). */
   startCall: (peer, kind) => startCall(peer, kind),
   socket: () => state.signaling && state.signaling.socket,
 };

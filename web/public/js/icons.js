@@ -27,6 +27,15 @@ export const ICONS = {
     '<path fill="currentColor" d="M21 6.5l-4 4V7a1 1 0 0 0-1-1H9.82L21 17.18zM3.27 2 2 3.27 4.73 6H4a1 1 0 0 0-1 1v10a1 1 0 0 0 1 1h12c.2 0 .39-.08.54-.18L19.73 21 21 19.73z"/>',
   ),
   record: svg('<circle cx="12" cy="12" r="7" fill="currentColor"/>'),
+  screen: svg(
+    '<path fill="none" stroke="currentColor" stroke-width="2" stroke-linejoin="round" d="M3 5h18v11H3zM8 20h8M12 16v4"/><path fill="currentColor" d="M12 7.5 8.5 11H11v3h2v-3h2.5z"/>',
+  ),
+  screenOff: svg(
+    '<path fill="none" stroke="currentColor" stroke-width="2" stroke-linejoin="round" d="M3 5h18v11H3zM8 20h8M12 16v4"/><path fill="none" stroke="currentColor" stroke-width="2" stroke-linecap="round" d="m9 8 6 6m0-6-6 6"/>',
+  ),
+  addUser: svg(
+    '<path fill="currentColor" d="M10 12a4 4 0 1 0 0-8 4 4 0 0 0 0 8zm0 2c-3.3 0-7 1.6-7 4v2h14v-2c0-2.4-3.7-4-7-4zm9-4V7h-2v3h-3v2h3v3h2v-3h3v-2z"/>',
+  ),
   stop: svg('<rect x="6" y="6" width="12" height="12" rx="2" fill="currentColor"/>'),
   outgoing: svg('<path fill="none" stroke="currentColor" stroke-width="2.2" stroke-linecap="round" d="M7 17 17 7M9 7h8v8"/>'),
   incoming: svg('<path fill="none" stroke="currentColor" stroke-width="2.2" stroke-linecap="round" d="M17 7 7 17M15 17H7V9"/>'),

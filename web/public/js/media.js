@@ -4,9 +4,13 @@
 //   publisher  – we offer with our local tracks, the SFU answers (`webrtc_answer`).
 //   subscriber – the SFU offers (`webrtc_offer`) whatever it forwards to us, we answer.
 //
-// A forwarded track's stream id (a=msid) is the publishing user's id: that is how remote media
-// is mapped to a person's tile. Mute/camera-off swap the sender's track for null (packets stop,
-// no renegotiation) and put it back on unmute.
+// A forwarded track's a=msid is "<publishing user's id> <publication id>": the stream id says
+// whose it is, the track id matches `track_published.track_id` (which says microphone, camera or
+// screen). Remote tracks are read from the subscriber's transceivers and the offer's a=mid/a=msid
+// lines after every negotiation, not from `event.track.id`: a transceiver the SFU reuses for a
+// later publication keeps its first MediaStreamTrack (and that track's id).
+// Mute/camera-off swap the sender's track for null (packets stop, no renegotiation) and put it
+// back on unmute. Screen sharing adds a third sending track and renegotiates the publisher.
 
 export const MEDIA_ERROR_TEXT = 'Could not access camera/microphone';
 
@@ -37,6 +41,60 @@ export async function getLocalMedia(kind) {
   }
 }
 
+/**
+ * Ask the browser for a screen, window or tab (getDisplayMedia; needs a click). Throws an Error
+ * with a readable message; `.cancelled` is set when the user closed the picker.
+ */
+export async function getScreenMedia() {
+  if (!navigator.mediaDevices || !navigator.mediaDevices.getDisplayMedia) {
+    throw new Error('This browser cannot share its screen.');
+  }
+  try {
+    // 15 fps is plenty for slides and code, and keeps the encoder cheap.
+    return await navigator.mediaDevices.getDisplayMedia({
+      video: { frameRate: { ideal: 15, max: 15 }, width: { max: 1920 }, height: { max: 1080 } },
+      audio: false,
+    });
+  } catch (e) {
+    const err = new Error(
+      e && e.name === 'NotAllowedError'
+        ? 'Screen sharing was cancelled or not allowed.'
+        : `Could not share the screen (${(e && (e.message || e.name)) || 'unknown error'}).`,
+    );
+    err.cancelled = !!e && e.name === 'NotAllowedError';
+    throw err;
+  }
+}
+
+/**
+ * The forwarded tracks an SDP offers: [{mid, streamId, trackId, kind}] for every m-section
+ * that is live (port ≠ 0) and sends to us (sendonly/sendrecv from the offerer's side).
+ */
+export function offeredTracks(sdp) {
+  const out = [];
+  for (const section of String(sdp).split(/\r?\n(?=m=)/).slice(1)) {
+    const lines = section.split(/\r?\n/);
+    const m = /^m=(audio|video) (\d+)/.exec(lines[0]);
+    if (!m || m[2] === '0') continue;
+    const attr = (name) => {
+      const l = lines.find((x) => x.startsWith(`a=${name}`));
+      return l === undefined ? null : l.slice(name.length + 2).trim();
+    };
+    if (lines.some((l) => l === 'a=inactive' || l === 'a=recvonly')) continue;
+    let msid = attr('msid:');
+    if (!msid) {
+      // Older style: a=ssrc:<ssrc> msid:<stream> <track>
+      const l = lines.find((x) => /^a=ssrc:\d+ msid:/.test(x));
+      if (l) msid = l.replace(/^a=ssrc:\d+ msid:/, '');
+    }
+    const mid = attr('mid:');
+    if (!mid || !msid) continue;
+    const [streamId, trackId] = msid.split(/\s+/);
+    out.push({ mid, streamId, trackId: trackId || null, kind: m[1] });
+  }
+  return out;
+}
+
 export function stopStream(stream) {
   if (!stream) return;
   for (const t of stream.getTracks()) t.stop();
@@ -48,7 +106,8 @@ export class CallMedia {
    * @param {string} o.callId
    * @param {MediaStream} o.localStream
    * @param {import('./signaling.js').Signaling} o.signaling
-   * @param {(userId: string, stream: MediaStream) => void} o.onRemoteStream
+   * @param {(tracks: RemoteTrack[]) => void} o.onRemoteTracks  every forwarded track we receive
+   *   now, after each subscriber negotiation: {mid, userId, trackId, kind, track}
    * @param {(state: string) => void} o.onConnectionState  'connecting' | 'connected' | 'failed'
    * @param {() => string|null} o.fallbackRemoteId  used when a track arrives without a stream id
    */
@@ -56,20 +115,25 @@ export class CallMedia {
     this.callId = o.callId;
     this.localStream = o.localStream;
     this.signaling = o.signaling;
-    this.onRemoteStream = o.onRemoteStream;
+    this.onRemoteTracks = o.onRemoteTracks;
     this.onConnectionState = o.onConnectionState;
     this.fallbackRemoteId = o.fallbackRemoteId;
     this.publisher = null;
     this.subscriber = null;
     this.senders = { audio: null, video: null };
     this.tracks = { audio: null, video: null };
+    // The screen share being sent, if any: {track, stream, sender}.
+    this.screen = null;
     this.closed = false;
     // Candidates found before our SDP went out are held back so the SFU sees the SDP first.
     this.sdpSent = { publisher: false, subscriber: false };
     this.pendingCandidates = { publisher: [], subscriber: [] };
-    // Subscriber offers are applied strictly in order.
+    // Subscriber offers are applied strictly in order; so are publisher offers (each waits for
+    // the SFU's answer before the next one goes out).
     this.subscriberQueue = Promise.resolve();
-    this.remoteStreams = new Map();
+    this.publisherQueue = Promise.resolve();
+    this.answerWaiter = null;
+    this.remote = [];
   }
 
   _newPc(target) {
@@ -113,22 +177,88 @@ export class CallMedia {
       this.tracks[track.kind] = track;
       this.senders[track.kind] = pc.addTrack(track, this.localStream);
     }
-    const offer = await pc.createOffer();
-    await pc.setLocalDescription(offer);
-    if (this.closed) return;
-    await this.signaling.request('webrtc_offer', {
-      call_id: this.callId,
-      target: 'publisher',
-      sdp: pc.localDescription.sdp,
-    });
-    this._flushCandidates('publisher');
+    await this._negotiatePublisher();
+  }
+
+  /** Each sending track's source by its id (= its a=msid track id), for `webrtc_offer.tracks`. */
+  _declaredTracks() {
+    const out = [];
+    for (const kind of ['audio', 'video']) {
+      const t = this.tracks[kind];
+      if (t) out.push({ track_id: t.id, source: kind === 'audio' ? 'microphone' : 'camera' });
+    }
+    if (this.screen) out.push({ track_id: this.screen.track.id, source: 'screen' });
+    return out;
+  }
+
+  /** (Re)offer the publisher connection and wait for the SFU's answer. Serialised. */
+  _negotiatePublisher() {
+    const run = async () => {
+      const pc = this.publisher;
+      if (this.closed || !pc) return;
+      const offer = await pc.createOffer();
+      await pc.setLocalDescription(offer);
+      if (this.closed) return;
+      const answered = new Promise((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error('no answer from the server')), 15000);
+        this.answerWaiter = (err) => {
+          clearTimeout(timer);
+          if (err) reject(err);
+          else resolve();
+        };
+      });
+      answered.catch(() => {}); // awaited below; a failed request must not leave it unhandled
+      await this.signaling.request('webrtc_offer', {
+        call_id: this.callId,
+        target: 'publisher',
+        sdp: pc.localDescription.sdp,
+        tracks: this._declaredTracks(),
+      });
+      if (!this.sdpSent.publisher) this._flushCandidates('publisher');
+      await answered;
+    };
+    const p = this.publisherQueue.then(run);
+    this.publisherQueue = p.catch(() => {});
+    return p;
   }
 
   /** The SFU's answer to our publisher offer. */
   async handleAnswer(msg) {
     if (this.closed || msg.target !== 'publisher' || !this.publisher) return;
     if (this.publisher.signalingState !== 'have-local-offer') return;
-    await this.publisher.setRemoteDescription({ type: 'answer', sdp: msg.sdp });
+    const waiter = this.answerWaiter;
+    this.answerWaiter = null;
+    try {
+      await this.publisher.setRemoteDescription({ type: 'answer', sdp: msg.sdp });
+      if (waiter) waiter();
+    } catch (e) {
+      if (waiter) waiter(e);
+      throw e;
+    }
+  }
+
+  /** Send a getDisplayMedia stream's video as a third track (source "screen"), renegotiating. */
+  async startScreen(stream) {
+    const track = stream.getVideoTracks()[0];
+    if (!track || !this.publisher || this.screen) return;
+    const sender = this.publisher.addTrack(track, stream);
+    this.screen = { track, stream, sender };
+    await this._negotiatePublisher();
+  }
+
+  /** Stop sending the screen: remove its track, renegotiate, stop the capture. */
+  async stopScreen() {
+    const s = this.screen;
+    if (!s) return;
+    this.screen = null;
+    stopStream(s.stream);
+    if (this.closed || !this.publisher) return;
+    try {
+      this.publisher.removeTrack(s.sender);
+    } catch {
+      /* connection closed meanwhile */
+    }
+    await this._negotiatePublisher();
   }
 
   /** The SFU (re)offers the subscriber connection; answer it. Offers are applied in order. */
@@ -152,6 +282,7 @@ export class CallMedia {
     await pc.setRemoteDescription({ type: 'offer', sdp });
     const answer = await pc.createAnswer();
     await pc.setLocalDescription(answer);
+    this._syncRemote();
     if (this.closed) return;
     await this.signaling.request('webrtc_answer', {
       call_id: this.callId,
@@ -162,17 +293,29 @@ export class CallMedia {
   }
 
   _onTrack(ev) {
-    let stream = ev.streams && ev.streams[0];
-    let userId = stream && stream.id;
-    if (!stream || !userId || userId === '-') {
-      // No msid: attribute it to the only other participant we know of.
-      userId = this.fallbackRemoteId() || 'unknown';
-      stream = this.remoteStreams.get(userId) || new MediaStream();
-      stream.addTrack(ev.track);
+    ev.track.addEventListener('unmute', () => this._syncRemote());
+    this._syncRemote();
+  }
+
+  /**
+   * Rebuild the list of tracks we receive from the current offer (mid → msid) and the
+   * subscriber's transceivers (mid → receiver track), and hand it to the call controller.
+   */
+  _syncRemote() {
+    const pc = this.subscriber;
+    if (this.closed || !pc || !pc.remoteDescription) return;
+    const byMid = new Map();
+    for (const t of pc.getTransceivers()) if (t.mid !== null && !t.stopped) byMid.set(t.mid, t);
+    const list = [];
+    for (const o of offeredTracks(pc.remoteDescription.sdp)) {
+      const tr = byMid.get(o.mid);
+      if (!tr) continue;
+      let userId = o.streamId;
+      if (!userId || userId === '-') userId = this.fallbackRemoteId() || 'unknown';
+      list.push({ mid: o.mid, userId, trackId: o.trackId || tr.receiver.track.id, kind: o.kind, track: tr.receiver.track });
     }
-    this.remoteStreams.set(userId, stream);
-    this.onRemoteStream(userId, stream);
-    ev.track.addEventListener('unmute', () => this.onRemoteStream(userId, stream));
+    this.remote = list;
+    this.onRemoteTracks(list);
   }
 
   /** Start/stop sending our microphone (true = sending). */
@@ -206,6 +349,10 @@ export class CallMedia {
       pc.close();
     }
     stopStream(this.localStream);
+    if (this.screen) stopStream(this.screen.stream);
+    this.screen = null;
+    if (this.answerWaiter) this.answerWaiter(new Error('call ended'));
+    this.answerWaiter = null;
   }
 
   /**
@@ -234,6 +381,8 @@ export async function summarizePc(pc) {
     iceConnectionState: pc.iceConnectionState,
     inbound: {},
     outbound: {},
+    // Every inbound RTP stream (a group call has one per forwarded track), with its mid.
+    inboundStreams: [],
     selectedPair: null,
   };
   report.forEach((s) => {
@@ -252,6 +401,15 @@ export async function summarizePc(pc) {
         codec: (byId.get(s.codecId) || {}).mimeType,
         trackIdentifier: s.trackIdentifier,
       };
+      res.inboundStreams.push({
+        kind: s.kind,
+        mid: s.mid,
+        trackIdentifier: s.trackIdentifier,
+        packetsReceived: s.packetsReceived || 0,
+        framesDecoded: s.framesDecoded,
+        frameWidth: s.frameWidth,
+        frameHeight: s.frameHeight,
+      });
     } else if (s.type === 'outbound-rtp') {
       res.outbound[s.kind] = {
         packetsSent: s.packetsSent || 0,
