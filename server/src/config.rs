@@ -44,6 +44,11 @@ pub struct ServerConfig {
     #[arg(long, env = "SWITCHBOARD_RING_TIMEOUT_SECS", default_value_t = 30)]
     pub ring_timeout_secs: u64,
 
+    /// The creator leaving a call ends it for everyone. Without it, a call goes on until the
+    /// last but one leaves.
+    #[arg(long, env = "SWITCHBOARD_CREATOR_ENDS_CALL")]
+    pub creator_ends_call: bool,
+
     /// Log output format. Filtering is set with RUST_LOG (default `info`).
     #[arg(long, env = "SWITCHBOARD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -135,7 +140,7 @@ pub struct LimitFlags {
         default_value_t = 4
     )]
     pub max_tracks_per_participant: usize,
-    /// Most participants in one call's SFU room.
+    /// Most participants in one call (joined or ringing, the creator included).
     #[arg(
         long,
         env = "SWITCHBOARD_MAX_PARTICIPANTS_PER_CALL",
@@ -183,6 +188,7 @@ impl LimitFlags {
             max_sdp_bytes: self.max_sdp_bytes,
             max_candidates_per_connection: self.max_candidates_per_connection,
             max_tracks_per_participant: self.max_tracks_per_participant,
+            max_participants_per_call: self.max_participants_per_call,
             max_sockets_per_user: self.max_sockets_per_user,
             max_sockets_per_ip: self.max_sockets_per_ip,
         }
@@ -207,6 +213,7 @@ impl ServerConfig {
             web_dir: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../web/public")),
             token_secret: Some("switchboard-test-secret-not-for-production".into()),
             ring_timeout_secs: 5,
+            creator_ends_call: false,
             log_format: LogFormat::Text,
             production: false,
             demo_sign_in: false,

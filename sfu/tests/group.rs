@@ -66,3 +66,74 @@ async fn four_participants_then_one_leaves_then_a_late_joiner() {
         (4, 8, 24)
     );
 }
+
+/// Counts the subscriber offers each participant receives from now on.
+fn count_offers(
+    events: &tokio::sync::broadcast::Sender<switchboard_sfu::SfuEvent>,
+) -> std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, u32>>> {
+    let counts = std::sync::Arc::new(std::sync::Mutex::new(std::collections::HashMap::new()));
+    let mut rx = events.subscribe();
+    let sink = counts.clone();
+    tokio::spawn(async move {
+        while let Ok(event) = rx.recv().await {
+            if let switchboard_sfu::SfuEvent::SubscriberOffer { participant, .. } = event {
+                *sink
+                    .lock()
+                    .unwrap()
+                    .entry(participant.as_str().to_owned())
+                    .or_insert(0) += 1;
+            }
+        }
+    });
+    counts
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joins_and_leaves_renegotiate_only_the_participants_concerned() {
+    let (sfu, events) = start_sfu().await;
+    let (meeting, elsewhere) = (RoomId::new("meeting"), RoomId::new("elsewhere"));
+    let mut people = Vec::new();
+    for name in ["a1", "a2", "a3"] {
+        people.push(TestParticipant::join(&sfu, &events, &meeting, name).await);
+    }
+    let bystanders = [
+        TestParticipant::join(&sfu, &events, &elsewhere, "b1").await,
+        TestParticipant::join(&sfu, &events, &elsewhere, "b2").await,
+    ];
+    wait_until("everyone receives their room's media", || {
+        people[0].received_from("a3").1 >= 10 && bystanders[0].received_from("b2").1 >= 10
+    })
+    .await;
+    // Let every negotiation so far settle before counting.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let offers = count_offers(&events);
+
+    // a3 leaves: a1 and a2 are re-offered (without a3's two tracks); nobody else is.
+    let leaver = people.pop().unwrap();
+    let leaver_id = leaver.id.clone();
+    leaver.stop().await;
+    sfu.leave(leaver_id).await.unwrap();
+    wait_until("a1 and a2 are re-offered", || {
+        let offers = offers.lock().unwrap();
+        ["a1", "a2"]
+            .iter()
+            .all(|p| offers.get(*p).is_some_and(|n| *n >= 1))
+    })
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    {
+        let offers = offers.lock().unwrap();
+        for (participant, count) in offers.iter() {
+            assert!(
+                ["a1", "a2"].contains(&participant.as_str()) && *count <= 2,
+                "unexpected offers: {offers:?}"
+            );
+        }
+    }
+    // The bystanders' media never paused.
+    let (_, before) = bystanders[0].received_from("b2");
+    wait_until("b1 keeps receiving b2", || {
+        bystanders[0].received_from("b2").1 >= before + 10
+    })
+    .await;
+}

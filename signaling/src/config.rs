@@ -20,6 +20,9 @@ pub struct SignalingConfig {
     /// Take a client's IP from the last `X-Forwarded-For` entry (set this only behind a
     /// reverse proxy that appends it); otherwise the TCP peer address is used.
     pub trust_forwarded_for: bool,
+    /// The creator leaving a call ends it for everyone (otherwise a call ends when the last
+    /// but one leaves).
+    pub creator_ends_call: bool,
     /// Abuse limits (docs/security.md §4).
     pub limits: Limits,
 }
@@ -46,6 +49,8 @@ pub struct Limits {
     pub max_candidates_per_connection: u32,
     /// Sending audio/video sections (`m=` lines) allowed in one publisher offer.
     pub max_tracks_per_participant: usize,
+    /// Members of one call (joined or ringing), its creator included.
+    pub max_participants_per_call: usize,
     /// Concurrent Socket.IO connections of one user.
     pub max_sockets_per_user: usize,
     /// Concurrent Socket.IO connections from one client IP (unknown IPs are not limited).
@@ -64,6 +69,7 @@ impl Default for Limits {
             max_sdp_bytes: 32 * 1024,
             max_candidates_per_connection: 64,
             max_tracks_per_participant: 4,
+            max_participants_per_call: 16,
             max_sockets_per_user: 8,
             max_sockets_per_ip: 64,
         }
@@ -98,6 +104,11 @@ impl Limits {
                 return Err(ConfigError(format!("{name} must be positive")));
             }
         }
+        if self.max_participants_per_call < 2 {
+            return Err(ConfigError(
+                "max_participants_per_call must be at least 2 (a caller and a callee)".into(),
+            ));
+        }
         if self.strike_forgiveness.is_zero() {
             return Err(ConfigError("strike_forgiveness must be positive".into()));
         }
@@ -115,6 +126,7 @@ impl std::fmt::Debug for SignalingConfig {
             .field("max_payload_bytes", &self.max_payload_bytes)
             .field("demo_sign_in", &self.demo_sign_in)
             .field("trust_forwarded_for", &self.trust_forwarded_for)
+            .field("creator_ends_call", &self.creator_ends_call)
             .field("limits", &self.limits)
             .finish()
     }
@@ -170,6 +182,7 @@ impl Default for SignalingConfig {
             max_payload_bytes: 64 * 1024,
             demo_sign_in: true,
             trust_forwarded_for: false,
+            creator_ends_call: false,
             limits: Limits::default(),
         }
     }

@@ -20,8 +20,9 @@ pub enum SignalingError {
     UserOffline,
     #[error("you cannot call yourself")]
     SelfCall,
+    /// Names who is busy: "you are", "Carol is".
     #[error("{0} already in a call")]
-    Busy(&'static str),
+    Busy(String),
     #[error("no such call (or it already ended)")]
     UnknownCall,
     #[error("you are not a participant of this call")]
@@ -114,6 +115,9 @@ impl From<CallError> for SignalingError {
             CallError::AlreadyEnded => SignalingError::UnknownCall,
             CallError::InvalidState { .. } => SignalingError::InvalidState(e.to_string()),
             CallError::NotPermitted(_) => SignalingError::NotPermitted(e.to_string()),
+            CallError::AlreadyInCall(name) => SignalingError::Busy(format!("{name} is")),
+            CallError::NobodyInvited => SignalingError::InvalidPayload(e.to_string()),
+            CallError::Full(_) => SignalingError::LimitExceeded(e.to_string()),
         }
     }
 }
@@ -149,7 +153,7 @@ mod tests {
 
     #[test]
     fn codes_are_stable() {
-        assert_eq!(SignalingError::Busy("callee is").code(), "busy");
+        assert_eq!(SignalingError::Busy("callee is".into()).code(), "busy");
         assert_eq!(
             SignalingError::from(CallError::AlreadyEnded).code(),
             "unknown_call"

@@ -42,8 +42,12 @@ enum Transition {
         call_id: CallId,
         kind: CallKind,
         caller: User,
-        callee: User,
+        callees: Vec<User>,
         at: Timestamp,
+    },
+    Invited {
+        call_id: CallId,
+        user: User,
     },
     Answered {
         call_id: CallId,
@@ -122,13 +126,21 @@ impl HistoryBridge {
         }
     }
 
-    pub fn started(&self, call_id: &CallId, kind: CallKind, caller: &User, callee: &User) {
+    pub fn started(&self, call_id: &CallId, kind: CallKind, caller: &User, callees: &[User]) {
         self.send(Transition::Started {
             call_id: call_id.clone(),
             kind,
             caller: caller.clone(),
-            callee: callee.clone(),
+            callees: callees.to_vec(),
             at: Timestamp::now(),
+        });
+    }
+
+    /// `user` was invited to a call already started.
+    pub fn invited(&self, call_id: &CallId, user: &User) {
+        self.send(Transition::Invited {
+            call_id: call_id.clone(),
+            user: user.clone(),
         });
     }
 
@@ -314,13 +326,17 @@ impl Writer {
                 call_id,
                 kind,
                 caller,
-                callee,
+                callees,
                 at,
             } => (
                 "call_started",
                 self.store
-                    .call_started(&call_id, kind, &caller, &[callee], at)
+                    .call_started(&call_id, kind, &caller, &callees, at)
                     .await,
+            ),
+            Transition::Invited { call_id, user } => (
+                "participant_invited",
+                self.store.participant_invited(&call_id, &user).await,
             ),
             Transition::Answered { call_id, at } => (
                 "call_answered",

@@ -137,6 +137,8 @@ async fn on_connect(socket: SocketRef, State(hub): State<Arc<Hub>>) {
     socket.on("accept_call", on_accept_call);
     socket.on("reject_call", on_reject_call);
     socket.on("end_call", on_end_call);
+    socket.on("leave_call", on_leave_call);
+    socket.on("invite_participant", on_invite_participant);
     socket.on("webrtc_offer", on_webrtc_offer);
     socket.on("webrtc_answer", on_webrtc_answer);
     socket.on("webrtc_ice_candidate", on_webrtc_ice_candidate);
@@ -277,7 +279,9 @@ macro_rules! async_handler {
 sync_handler!(on_initiate_call, "initiate_call", initiate);
 async_handler!(on_accept_call, "accept_call", accept);
 sync_handler!(on_reject_call, "reject_call", reject);
-sync_handler!(on_end_call, "end_call", end);
+sync_handler!(on_end_call, "end_call", leave);
+sync_handler!(on_leave_call, "leave_call", leave);
+sync_handler!(on_invite_participant, "invite_participant", invite);
 async_handler!(on_webrtc_offer, "webrtc_offer", offer);
 async_handler!(on_webrtc_answer, "webrtc_answer", answer);
 async_handler!(on_webrtc_ice_candidate, "webrtc_ice_candidate", candidate);

@@ -116,11 +116,59 @@ pub enum SubscriberTarget {
     Subscriber,
 }
 
+/// Longest list of invitees in one `initiate_call`. The call's participant limit is checked
+/// later; this only bounds garbage.
+const MAX_INVITEES: usize = 64;
+
+/// Most tracks one `webrtc_offer` may declare sources for (more than any client publishes).
+const MAX_DECLARED_TRACKS: usize = 16;
+
+/// `initiate_call.to`: one user, or several for a group call.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum Invitees {
+    One(UserId),
+    Many(Vec<UserId>),
+}
+
+impl Invitees {
+    pub fn ids(&self) -> &[UserId] {
+        match self {
+            Invitees::One(id) => std::slice::from_ref(id),
+            Invitees::Many(ids) => ids,
+        }
+    }
+}
+
 /// `initiate_call`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct InitiateCall {
-    pub to: UserId,
+    pub to: Invitees,
     pub kind: CallKind,
+}
+
+/// `invite_participant`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct InviteParticipant {
+    pub call_id: CallId,
+    pub user_id: UserId,
+}
+
+/// What a published track carries (`webrtc_offer.tracks[].source`, `track_published.source`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TrackSource {
+    Microphone,
+    Camera,
+    Screen,
+}
+
+/// One entry of `webrtc_offer.tracks`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct DeclaredTrack {
+    /// The publisher's `MediaStreamTrack.id` (its `a=msid` track id).
+    pub track_id: String,
+    pub source: TrackSource,
 }
 
 /// `accept_call` and `reject_call`.
@@ -143,6 +191,9 @@ pub struct WebrtcOffer {
     pub call_id: CallId,
     pub target: PublisherTarget,
     pub sdp: String,
+    /// Sources of the sending tracks; undeclared audio is the microphone, video the camera.
+    #[serde(default)]
+    pub tracks: Vec<DeclaredTrack>,
 }
 
 /// `webrtc_answer`.
@@ -167,11 +218,26 @@ pub struct MediaState {
     pub call_id: CallId,
     pub audio: bool,
     pub video: bool,
+    /// Sharing a screen (optional: older clients never do).
+    #[serde(default)]
+    pub screen: bool,
 }
 
 impl Validate for InitiateCall {
     fn validate(&self) -> Result<(), PayloadError> {
-        check_id("to", self.to.as_str())
+        let ids = self.to.ids();
+        if ids.is_empty() || ids.len() > MAX_INVITEES {
+            return Err(PayloadError::Invalid(format!(
+                "to must name 1 to {MAX_INVITEES} users"
+            )));
+        }
+        ids.iter().try_for_each(|id| check_id("to", id.as_str()))
+    }
+}
+impl Validate for InviteParticipant {
+    fn validate(&self) -> Result<(), PayloadError> {
+        check_id("call_id", self.call_id.as_str())?;
+        check_id("user_id", self.user_id.as_str())
     }
 }
 impl Validate for CallRef {
@@ -187,6 +253,14 @@ impl Validate for EndCall {
 impl Validate for WebrtcOffer {
     fn validate(&self) -> Result<(), PayloadError> {
         check_id("call_id", self.call_id.as_str())?;
+        if self.tracks.len() > MAX_DECLARED_TRACKS {
+            return Err(PayloadError::Invalid(format!(
+                "tracks may declare at most {MAX_DECLARED_TRACKS} tracks"
+            )));
+        }
+        for track in &self.tracks {
+            check_id("tracks[].track_id", &track.track_id)?;
+        }
         check_sdp(&self.sdp)
     }
 }
@@ -233,7 +307,9 @@ mod tests {
     #[test]
     fn initiate_call_parses() {
         let p: InitiateCall = parse(&json!({"to": "u1", "kind": "video"}), LIMIT).unwrap();
-        assert_eq!(p.to, UserId::new("u1"));
+        assert_eq!(p.to.ids(), [UserId::new("u1")]);
+        let p: InitiateCall = parse(&json!({"to": ["u1", "u2"], "kind": "video"}), LIMIT).unwrap();
+        assert_eq!(p.to.ids(), [UserId::new("u1"), UserId::new("u2")]);
         assert_eq!(p.kind, CallKind::Video);
         // Unknown extra fields are ignored: clients may be newer than the server.
         let p: InitiateCall = parse(&json!({"to": "u1", "kind": "voice", "x": 1}), LIMIT).unwrap();
@@ -267,6 +343,18 @@ mod tests {
             code::<InitiateCall>(json!({"to": long, "kind": "voice"})),
             "invalid_payload"
         );
+        for to in [
+            json!([]),
+            json!(["u", 3]),
+            json!(["u", ""]),
+            json!(vec!["u"; 65]),
+        ] {
+            assert_eq!(
+                code::<InitiateCall>(json!({"to": to, "kind": "voice"})),
+                "invalid_payload",
+                "{to}"
+            );
+        }
     }
 
     #[test]
@@ -322,6 +410,31 @@ mod tests {
             code::<WebrtcOffer>(json!({"call_id": "c", "target": "publisher"})),
             "invalid_payload"
         );
+    }
+
+    #[test]
+    fn offers_may_declare_track_sources() {
+        let p: WebrtcOffer = parse(
+            &json!({"call_id": "c", "target": "publisher", "sdp": "v=0",
+                    "tracks": [{"track_id": "t1", "source": "screen"}]}),
+            LIMIT,
+        )
+        .unwrap();
+        assert_eq!(p.tracks[0].source, TrackSource::Screen);
+        for tracks in [
+            json!([{"track_id": "t1", "source": "window"}]),
+            json!([{"track_id": "", "source": "camera"}]),
+            json!([{"source": "camera"}]),
+            json!(vec![json!({"track_id": "t", "source": "camera"}); 17]),
+        ] {
+            assert_eq!(
+                code::<WebrtcOffer>(
+                    json!({"call_id": "c", "target": "publisher", "sdp": "v=0", "tracks": tracks})
+                ),
+                "invalid_payload",
+                "{tracks}"
+            );
+        }
     }
 
     #[test]

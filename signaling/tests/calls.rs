@@ -160,7 +160,7 @@ async fn a_call_rings_is_accepted_and_hung_up() {
     let state = bob.expect("participant_media_state").await;
     assert_eq!(
         state,
-        json!({ "call_id": call_id, "user_id": a, "audio": false, "video": true })
+        json!({ "call_id": call_id, "user_id": a, "audio": false, "video": true, "screen": false })
     );
 
     let ack = alice

@@ -171,6 +171,53 @@ async fn records_every_outcome(db: &Db) {
     }
 }
 
+async fn group_calls_list_everyone_invited(db: &Db) {
+    let store = db.open().await;
+    let (alice, bob, carol, dave) = (user("Alice"), user("Bob"), user("Carol"), user("Dave"));
+    let id = CallId::random();
+    store
+        .call_started(
+            &id,
+            CallKind::Voice,
+            &alice,
+            &[bob.clone(), carol.clone()],
+            ts(T0),
+        )
+        .await
+        .unwrap();
+    store.call_answered(&id, ts(T0 + 1_000)).await.unwrap();
+    // Invited during the call; inviting again (after leaving) keeps the one row.
+    store.participant_invited(&id, &dave).await.unwrap();
+    store
+        .participant_joined(&id, &dave.id, ts(T0 + 2_000))
+        .await
+        .unwrap();
+    store
+        .participant_left(&id, &dave.id, ts(T0 + 3_000))
+        .await
+        .unwrap();
+    store.participant_invited(&id, &dave).await.unwrap();
+    store
+        .call_ended(&id, Outcome::Completed, ts(T0 + 10_000))
+        .await
+        .unwrap();
+
+    let call = store.get_for_user(&dave.id, &id).await.unwrap().unwrap();
+    let names: Vec<_> = call.participants.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["Alice", "Bob", "Carol", "Dave"]);
+    assert_eq!(call.participants[3].role, ParticipantRole::Callee);
+    assert_eq!(call.participants[3].joined_at, Some(ts(T0 + 2_000)));
+    assert_eq!(call.participants[3].left_at, Some(ts(T0 + 3_000)));
+    // Nobody can be added to an ended or unknown call.
+    let late = store.participant_invited(&id, &user("Erin")).await;
+    assert!(matches!(late, Err(HistoryError::CallEnded(_))), "{late:?}");
+    let unknown = store.participant_invited(&CallId::random(), &bob).await;
+    assert!(
+        matches!(unknown, Err(HistoryError::UnknownCall(_))),
+        "{unknown:?}"
+    );
+}
+
 async fn refuses_reports_that_do_not_fit(db: &Db) {
     let store = db.open().await;
     let (alice, bob, eve) = (user("Alice"), user("Bob"), user("Eve"));
@@ -789,6 +836,7 @@ macro_rules! suite {
 suite!(
     migrates_fresh_database_and_reopens,
     records_every_outcome,
+    group_calls_list_everyone_invited,
     refuses_reports_that_do_not_fit,
     stores_quality_and_recordings,
     pages_newest_first_without_duplicates,

@@ -148,6 +148,37 @@ async fn publish_and_subscribe_grants_are_checked_on_sdp() {
 }
 
 #[tokio::test]
+async fn screen_tracks_need_the_screen_grant() {
+    let server = TestServer::start().await;
+    let camera_only = Grants {
+        publish: vec![PublishSource::Audio, PublishSource::Video],
+        ..Grants::full()
+    };
+    let mut alice = connect_with(&server, "Alice", camera_only, 600).await;
+    let mut bob = server.user("Bob").await;
+    let call_id = ring(&mut alice, &mut bob).await;
+    let ack = bob
+        .request("accept_call", json!({ "call_id": call_id }))
+        .await;
+    assert_eq!(ack["ok"], true, "{ack}");
+    alice.expect("call_accepted").await;
+
+    let mut screen_offer = offer(&call_id, sdp(&["audio", "video"]));
+    screen_offer["tracks"] = json!([{ "track_id": "display-1", "source": "screen" }]);
+    let ack = alice.request("webrtc_offer", screen_offer).await;
+    assert_refused(&ack, "missing_grant");
+    assert!(
+        ack["error"]["message"].as_str().unwrap().contains("screen"),
+        "{ack}"
+    );
+    // The same video declared as the camera passes the grant check.
+    let mut camera_offer = offer(&call_id, sdp(&["audio", "video"]));
+    camera_offer["tracks"] = json!([{ "track_id": "cam-1", "source": "camera" }]);
+    let ack = alice.request("webrtc_offer", camera_offer).await;
+    assert_ne!(ack["error"]["code"], "missing_grant", "{ack}");
+}
+
+#[tokio::test]
 async fn an_expired_token_keeps_its_call_but_starts_nothing_new() {
     let server = TestServer::start().await;
     let mut alice = connect_with(&server, "Alice", Grants::full(), 2).await;

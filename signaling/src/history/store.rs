@@ -169,6 +169,38 @@ impl HistoryStore {
         }
     }
 
+    /// Adds `user` to a call that is still going (invited after it started). Inviting
+    /// someone who already has a row (invited before, and left) keeps that row.
+    pub async fn participant_invited(
+        &self,
+        call_id: &CallId,
+        user: &User,
+    ) -> Result<(), HistoryError> {
+        let inserted = sqlx::query(
+            "INSERT INTO call_participants (call_id, user_id, display_name, role, position) \
+             SELECT $1, $2, $3, $4, COALESCE(MAX(p.position), 0) + 1 \
+               FROM calls c LEFT JOIN call_participants p ON p.call_id = c.id \
+              WHERE c.id = $1 AND c.ended_at IS NULL \
+              GROUP BY c.id \
+             ON CONFLICT (call_id, user_id) DO NOTHING",
+        )
+        .bind(call_id.as_str())
+        .bind(user.id.as_str())
+        .bind(user.name.as_str())
+        .bind(ParticipantRole::Callee.as_str())
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        if inserted == 1 {
+            return Ok(());
+        }
+        match self.call_status(call_id).await? {
+            None => Err(HistoryError::UnknownCall(call_id.clone())),
+            Some(CallStatus { ended: true, .. }) => Err(HistoryError::CallEnded(call_id.clone())),
+            Some(_) => Ok(()),
+        }
+    }
+
     /// Records that `user_id`'s media joined the call. The first join time is kept; joining
     /// again after leaving clears `left_at`.
     pub async fn participant_joined(

@@ -19,7 +19,7 @@ use switchboard_sfu::recording::RecordingSummary;
 use switchboard_sfu::{ParticipantId, RecordingStopReason, RoomId, SfuError};
 use tracing::{info, warn};
 
-use super::{emit, ok_ack, user_json, CallEntry, Hub, Me, State};
+use super::{ok_ack, user_json, CallEntry, Hub, Me, State};
 use crate::call::CallState;
 use crate::payload::{self, CallRef};
 use crate::{CallId, CallKind, EndReason, SignalingError, User, UserId};
@@ -77,21 +77,14 @@ pub(crate) fn user_of(participant: &ParticipantId) -> Option<(CallId, UserId)> {
     Some((CallId::new(call), UserId::new(user)))
 }
 
-/// Emits `event` to the call's bound sockets (both participants once accepted).
+/// Emits `event` to everyone who joined the call.
 pub(super) fn to_participants(
     state: &State,
     entry: &CallEntry,
     event: &str,
     body: &serde_json::Value,
 ) {
-    for sid in [Some(entry.caller_socket), entry.callee_socket]
-        .into_iter()
-        .flatten()
-    {
-        if let Some(socket) = state.sockets.get(&sid) {
-            emit(socket, event, body);
-        }
-    }
+    state.send(entry.joined_sockets(), event, body);
 }
 
 fn stopped_body(call_id: &CallId, reason: StopReason) -> serde_json::Value {
@@ -148,7 +141,8 @@ impl Hub {
             if me.identity.is_expired() {
                 return Err(SignalingError::ExpiredToken);
             }
-            if entry.call.state() != CallState::Active || !entry.media_ready {
+            let media_ready = entry.seats.get(&me.user.id).is_some_and(|s| s.media_ready);
+            if entry.call.state() != CallState::Active || !media_ready {
                 return Err(SignalingError::InvalidState(
                     "only an active call can be recorded".into(),
                 ));
