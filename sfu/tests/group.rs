@@ -137,3 +137,82 @@ async fn joins_and_leaves_renegotiate_only_the_participants_concerned() {
     })
     .await;
 }
+
+/// Renegotiates `participant`'s publisher connection as it stands (after adding or removing
+/// tracks). No new candidates are gathered for a renegotiation, so none are awaited.
+async fn renegotiate_publisher(sfu: &switchboard_sfu::Sfu, participant: &TestParticipant) {
+    let pc = &participant.publisher.pc;
+    let offer = pc.create_offer(None).await.unwrap();
+    pc.set_local_description(offer).await.unwrap();
+    let offer = pc.local_description().await.unwrap().sdp;
+    let answer = sfu.publish(participant.id.clone(), offer).await.unwrap();
+    pc.set_remote_description(
+        rtc::peer_connection::sdp::RTCSessionDescription::answer(answer).unwrap(),
+    )
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publisher_renegotiation_keeps_its_tracks_and_unpublishes_removed_ones() {
+    let (sfu, events) = start_sfu().await;
+    let room = RoomId::new("renegotiation");
+    let p1 = TestParticipant::join(&sfu, &events, &room, "p1").await;
+    let p2 = TestParticipant::join(&sfu, &events, &room, "p2").await;
+    wait_until("p2 receives p1's audio and video", || {
+        let (audio, video) = p2.received_from("p1");
+        audio >= 10 && video >= 10
+    })
+    .await;
+    let stats = sfu.stats().await;
+    assert_eq!((stats.publications, stats.subscriptions), (4, 4));
+
+    // The same tracks offered again: nothing is published twice.
+    let mut watch = events.subscribe();
+    renegotiate_publisher(&sfu, &p1).await;
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    while let Ok(event) = watch.try_recv() {
+        assert!(
+            !matches!(
+                event,
+                switchboard_sfu::SfuEvent::PublicationAdded { .. }
+                    | switchboard_sfu::SfuEvent::PublicationRemoved { .. }
+            ),
+            "an unchanged offer changed publications: {event:?}"
+        );
+    }
+    let stats = sfu.stats().await;
+    assert_eq!((stats.publications, stats.subscriptions), (4, 4));
+
+    // p1 stops sending video (like a screen share ending): exactly that track goes.
+    let senders = p1.publisher.pc.get_senders().await;
+    let mut video_sender = None;
+    for sender in senders {
+        if sender.track().track().await.kind()
+            == rtc::rtp_transceiver::rtp_sender::RtpCodecKind::Video
+        {
+            video_sender = Some(sender);
+        }
+    }
+    let video_sender = video_sender.expect("p1 sends video");
+    p1.publisher.pc.remove_track(&video_sender).await.unwrap();
+    let mut watch = events.subscribe();
+    renegotiate_publisher(&sfu, &p1).await;
+    let removed = next_event(&mut watch, "p1's video unpublished", |event| match event {
+        switchboard_sfu::SfuEvent::PublicationRemoved {
+            participant,
+            publication,
+            ..
+        } if participant.as_str() == "p1" => Some(publication),
+        _ => None,
+    })
+    .await;
+    assert!(removed.as_str().starts_with("video-"), "{removed}");
+    let stats = sfu.stats().await;
+    assert_eq!((stats.publications, stats.subscriptions), (3, 3));
+    let (audio_before, _) = p2.received_from("p1");
+    wait_until("p2 keeps receiving p1's audio", || {
+        p2.received_from("p1").0 >= audio_before + 25
+    })
+    .await;
+}

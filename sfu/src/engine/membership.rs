@@ -12,6 +12,7 @@ use rtc::rtp_transceiver::rtp_sender::{
 };
 use tracing::{debug, info};
 
+use super::offer_scan::{count_media_sections, sending_track_ids};
 use super::{
     flush, ActiveSpeakerDetector, ConnId, Connection, Engine, Forwarder, Participant, PubKey,
     Publication, ReceiveStats, Room, Subscription,
@@ -120,10 +121,22 @@ impl Engine {
             .get_mut(&conn_id)
             .expect("participant owns its connections");
         let invalid = |error: rtc::shared::error::Error| SfuError::InvalidSdp(error.to_string());
+        let sending = sending_track_ids(&offer_sdp);
         let offer = RTCSessionDescription::offer(offer_sdp).map_err(invalid)?;
         conn.pc
             .set_remote_description(now, offer)
             .map_err(invalid)?;
+        // webrtc-rs reports new tracks but never closes one a renegotiation stopped sending:
+        // those are unpublished here, by what the offer still sends.
+        let stopped: Vec<String> = match &sending {
+            Some(sending) => conn
+                .publications_by_track
+                .keys()
+                .filter(|track_id| !sending.contains(track_id))
+                .cloned()
+                .collect(),
+            None => Vec::new(),
+        };
         conn.add_local_candidate_once(media_addr)
             .map_err(|error| SfuError::Internal(error.to_string()))?;
         let answer = conn.pc.create_answer(None).map_err(invalid)?;
@@ -136,6 +149,9 @@ impl Engine {
             .map(|description| description.sdp)
             .ok_or_else(|| SfuError::Internal("answer has no local description".into()))?;
         self.drive(now, conn_id);
+        for track_id in stopped {
+            self.publication_closed(now, conn_id, &track_id);
+        }
         Ok(sdp)
     }
 
@@ -302,6 +318,15 @@ impl Engine {
             .find(|extension| extension.uri == AUDIO_LEVEL_URI)
             .map(|extension| extension.id as u8)
             .filter(|_| kind == TrackKind::Audio);
+        if let Some(&key) = conn.publications_by_track.get(&track.track_id) {
+            // Already published: webrtc-rs reports a track again after a renegotiation.
+            // Only its SSRC may be new (a sender restarted), which forwarding must follow.
+            conn.publications_by_ssrc.insert(track.ssrc, key);
+            if let Some(publication) = self.publications.get_mut(&key) {
+                publication.media_ssrc = track.ssrc;
+            }
+            return;
+        }
         let owner = conn.participant.clone();
         let key = PubKey(self.next_id());
         let id = PublicationId::new(format!("{}-{}", kind_name(kind), key.0));
@@ -546,13 +571,6 @@ impl Engine {
 pub(super) const AUDIO_LEVEL_URI: &str = "urn:ietf:params:rtp-hdrext:ssrc-audio-level";
 
 /// How many audio/video sections (tracks) an offer carries; rejected ones (port 0) don't count.
-fn count_media_sections(sdp: &str) -> usize {
-    sdp.lines()
-        .filter(|line| line.starts_with("m=audio ") || line.starts_with("m=video "))
-        .filter(|line| line.split(' ').nth(1) != Some("0"))
-        .count()
-}
-
 fn kind_name(kind: TrackKind) -> &'static str {
     match kind {
         TrackKind::Audio => "audio",

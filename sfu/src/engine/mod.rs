@@ -13,6 +13,7 @@ mod forwarder;
 mod insight;
 mod media;
 mod membership;
+mod offer_scan;
 mod recorder;
 
 use std::cmp::Reverse;
