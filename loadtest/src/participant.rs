@@ -8,6 +8,7 @@
 //! - `webrtc_answer{publisher}` → applies it;
 //! - `webrtc_offer{subscriber}` → answers it, every time (renegotiation);
 //! - `track_published` / `track_unpublished` → keeps the call's list of the others' tracks
+//!   (not our own, which the server announces to us as well)
 //!   ([`Participant::remote_tracks`]);
 //! - `call_ended` (also ours after `leave_call`) / disconnect → closes both connections;
 //! - local ICE candidates → `webrtc_ice_candidate` (if [`ParticipantConfig::trickle_ice`]).
@@ -137,7 +138,8 @@ pub enum ParticipantEvent {
     Media(MediaEvent),
 }
 
-/// Another participant's track in our call, as `track_published` announced it.
+/// Another participant's track in our call, as `track_published` announced it. (The server
+/// announces our own tracks to us too; those are not remote and not kept.)
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RemoteTrack {
     /// Whose track: also its `a=msid` stream id, the [`crate::TrackKey::stream_id`] it is
@@ -355,7 +357,18 @@ impl Dispatcher {
 
     fn media_event(&self, event: MediaEvent) {
         if let MediaEvent::Failed { call_id, error } = &event {
-            tracing::warn!(user = %self.identity.user.name, %call_id, %error, "media failed");
+            let user = &self.identity.user.name;
+            // In a group call the others keep joining and leaving, so a subscriber re-offer
+            // may be answered just after we left or the call ended: the server then refuses
+            // the answer because the call is over for us, which our `call_ended` (already
+            // queued) says anyway. Not a media failure; the `error` event is still passed on.
+            if matches!(error, MediaFailure::Signaling(SignalingError::Refused { code, .. })
+                if code == "not_a_participant" || code == "unknown_call")
+            {
+                tracing::debug!(%user, %call_id, %error, "negotiation crossed the end of our call");
+                return;
+            }
+            tracing::warn!(%user, %call_id, %error, "media failed");
         }
         let _ = self.out.send(ParticipantEvent::Media(event));
     }
@@ -423,7 +436,7 @@ impl Dispatcher {
                 track_id,
                 kind,
                 source,
-            } => {
+            } if *user_id != self.identity.user.id => {
                 if let Some(media) = self.current(call_id) {
                     let track = RemoteTrack {
                         user_id: user_id.clone(),

@@ -20,6 +20,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use anyhow::{bail, ensure, Context, Result};
+use loadtest::signaling::ErrorEvent;
 use loadtest::{
     CallId, CallKind, EndReason, LeaveReason, MediaEvent, MediaKind, Participant,
     ParticipantConfig, ParticipantEvent, ParticipantEvents, ServerEvent, SignalingError, TrackId,
@@ -63,13 +64,21 @@ impl Member {
     }
 
     fn take(&mut self, event: ParticipantEvent) -> Result<()> {
+        // Once leaving, the call's end is expected, and so is the refusal of a subscriber
+        // answer that crossed it (see `Dispatcher::media_event` in participant.rs).
         let expected_end = self.ending
-            && matches!(
-                event,
-                ParticipantEvent::Signal(ServerEvent::CallEnded { .. })
-            );
+            && match &event {
+                ParticipantEvent::Signal(ServerEvent::CallEnded { .. }) => true,
+                ParticipantEvent::Signal(ServerEvent::Error(e)) => {
+                    e.code == "not_a_participant" || e.code == "unknown_call"
+                }
+                _ => false,
+            };
         if !expected_end {
-            check_fatal(self.name, &event)?;
+            check_fatal(self.name, &event).with_context(|| {
+                let recent = &self.seen[self.seen.len().saturating_sub(12)..];
+                format!("{}'s latest signals, oldest first: {recent:#?}", self.name)
+            })?;
         }
         match event {
             ParticipantEvent::Signal(signal) => self.seen.push(signal),
@@ -465,6 +474,22 @@ fn refused_code<T>(result: Result<T, SignalingError>) -> String {
     }
 }
 
+/// The `error` events `m` got, but for answers that crossed the end of its call (expected,
+/// see `Member::take`).
+fn refusals(m: &Member) -> Vec<&ErrorEvent> {
+    m.seen
+        .iter()
+        .filter_map(|e| match e {
+            ServerEvent::Error(error) => Some(error),
+            _ => None,
+        })
+        .filter(|e| {
+            !(e.event.as_deref() == Some("webrtc_answer")
+                && (e.code == "not_a_participant" || e.code == "unknown_call"))
+        })
+        .collect()
+}
+
 const ALICE: usize = 0;
 const BOB: usize = 1;
 const CAROL: usize = 2;
@@ -624,6 +649,14 @@ async fn four_people_call_leave_and_late_join() -> Result<()> {
         "call_ended.by is who left last"
     );
 
+    for m in ms.iter() {
+        assert!(
+            refusals(m).is_empty(),
+            "{}: refused: {:?}",
+            m.name,
+            refusals(m)
+        );
+    }
     until_server_idle(&server).await?;
     for m in members {
         m.p.close().await;
@@ -717,6 +750,26 @@ async fn call_size_limit_is_enforced() -> Result<()> {
     assert_eq!(reason, EndReason::Hangup);
     assert_eq!(by.as_ref(), Some(ms[ALICE].id()));
 
+    let refused: Vec<_> = ms
+        .iter()
+        .flat_map(|m| {
+            refusals(m)
+                .into_iter()
+                .map(|e| (m.name, e.event.clone(), e.code.clone()))
+        })
+        .collect();
+    let limit = |event: &str| {
+        (
+            ms[ALICE].name,
+            Some(event.to_owned()),
+            "limit_exceeded".to_owned(),
+        )
+    };
+    assert_eq!(
+        refused,
+        [limit("initiate_call"), limit("invite_participant")],
+        "the only refusals are the two over the limit"
+    );
     until_server_idle(&server).await?;
     for m in members {
         m.p.close().await;
