@@ -8,8 +8,7 @@
 //! - `webrtc_answer{publisher}` → applies it;
 //! - `webrtc_offer{subscriber}` → answers it, every time (renegotiation);
 //! - `track_published` / `track_unpublished` → keeps the call's list of the others' tracks
-//!   (not our own, which the server announces to us as well)
-//!   ([`Participant::remote_tracks`]);
+//!   ([`Participant::remote_tracks`]; not our own, which the server announces to us too);
 //! - `call_ended` (also ours after `leave_call`) / disconnect → closes both connections;
 //! - local ICE candidates → `webrtc_ice_candidate` (if [`ParticipantConfig::trickle_ice`]).
 //!
