@@ -296,10 +296,10 @@ function gridFor(n) {
 
 /**
  * What we show of `userId`: their microphone, camera and screen share among the tracks we
- * receive, by track_published.source. Per source the newest publication wins: a publisher's
- * renegotiation can leave an older publication of the same source behind in the subscriber
- * offer (a frozen track, never unpublished). A screen share stops showing as soon as its owner
- * says so (media_state.screen = false), even before its track_unpublished.
+ * receive, by track_published.source. Should two publications of one source ever be offered
+ * at once (a track_unpublished still on its way), the newest wins. A screen share stops
+ * showing as soon as its owner says so (media_state.screen = false), even before its
+ * track_unpublished and the subscriber offer without it arrive.
  */
 function mediaOf(c, userId) {
   const best = new Map(); // source → {t, seq}
@@ -948,11 +948,7 @@ function inviteErrorText(e, user) {
 
 /** Tell the server we are leaving; the call goes on for the others (protocol.md §7.1). */
 function leaveCall(callId, reason) {
-  const sig = state.signaling;
-  // TEMPORARY until the group-call server lands: it does not know leave_call yet.
-  sig.request('leave_call', { call_id: callId, reason }).catch((e) => {
-    if (e.code === 'invalid_payload') sig.send('end_call', { call_id: callId, reason });
-  });
+  state.signaling.send('leave_call', { call_id: callId, reason });
 }
 
 function mediaErrorText(e) {
@@ -1508,6 +1504,7 @@ function wireDom() {
     if (!c) return;
     c.inviteOpen = !c.inviteOpen;
     renderCall();
+    if (c.inviteOpen) ($('invite-list').querySelector('button:not(:disabled)') || $('invite-close')).focus();
   });
   $('invite-close').addEventListener('click', () => {
     if (state.call) state.call.inviteOpen = false;
