@@ -1,16 +1,12 @@
 // Two real browsers (Alice, Bob) against one real server: the call flows of the demo.
 import assert from 'node:assert/strict';
-import { mkdirSync } from 'node:fs';
-import path from 'node:path';
 import { after, before, describe as suite, test as nodeTest } from 'node:test';
 import {
-  REPO_ROOT,
   callButton,
   describe,
   ensureIdle,
   expectFlat,
   expectGrowing,
-  inbound,
   launchParticipant,
   placeCall,
   startServer,
@@ -41,29 +37,6 @@ async function assertReleased(p) {
   }
   assert.equal(r.pcs.publisher, null);
   assert.equal(r.pcs.subscriber, null);
-}
-
-/** docs/screenshot-call.png: the first participant whose remote video is showing frames. */
-async function saveCallScreenshot(...participants) {
-  const file = path.join(REPO_ROOT, 'docs', 'screenshot-call.png');
-  mkdirSync(path.dirname(file), { recursive: true });
-  const showing = async (p) =>
-    (await inbound(p, 'video', 'framesDecoded')) > 0 &&
-    p.page.evaluate(() => document.querySelector('[data-testid="remote-video"]')?.videoWidth > 0);
-  const who = await until(
-    async () => {
-      for (const p of participants) if (await showing(p)) return p;
-      return null;
-    },
-    { timeout: 20_000, what: 'remote video on screen for the screenshot' },
-  ).catch(() => null);
-  if (!who) {
-    console.log('# no remote video decoded anywhere: screenshot not written');
-    return;
-  }
-  await who.page.waitForTimeout(2500); // let the timer tick and the video settle
-  await who.page.screenshot({ path: file });
-  console.log(`# wrote ${file} (${who.name}'s view)`);
 }
 
 suite('calls between two browsers', { timeout: 30 * 60_000 }, () => {
@@ -114,8 +87,6 @@ suite('calls between two browsers', { timeout: 30 * 60_000 }, () => {
     await until(async () => (await alice.page.getByTestId('call-timer').textContent()) >= '00:02', {
       what: 'timer reaches 00:02',
     });
-
-    if (process.env.SAVE_SCREENSHOT === '1') await saveCallScreenshot(alice, bob);
 
     await t.test('audio packets arrive on both sides', async () => {
       await expectGrowing(alice, 'audio', 'packetsReceived', { others: [bob] });

@@ -5,7 +5,7 @@
 //   SWITCHBOARD_SERVER_CMD  run this shell command instead of `cargo build` + target/debug/switchboard
 //                           (it gets the same flags appended and must print the same listening line)
 //   CHROMIUM                browser binary (default /usr/bin/chromium)
-//   SAVE_SCREENSHOT=1       the media test writes docs/screenshot-call.png
+//   SAVE_SCREENSHOT=1       group.test.js writes docs/screenshot-call.png (a four-person call)
 
 import { spawn, spawnSync } from 'node:child_process';
 import { createHmac, randomBytes, randomUUID } from 'node:crypto';
@@ -146,14 +146,16 @@ export const BASE_FLAGS = [
 
 /**
  * One participant = one Chromium process (so each has its own fake devices) + one page.
- * media: 'fake' (fake devices, permission auto-granted) | 'denied' (permission prompts refused).
+ * media: 'fake' (fake devices, permission auto-granted; getDisplayMedia then captures a fake
+ * 1280x720 screen) | 'denied' (permission prompts refused).
+ * extraArgs: more Chromium flags, e.g. `--use-file-for-fake-video-capture=FILE.y4m`.
  */
 export async function launchParticipant(
   server,
   name,
-  { media = 'fake', viewport = { width: 1000, height: 700 }, session = null } = {},
+  { media = 'fake', viewport = { width: 1000, height: 700 }, session = null, extraArgs = [] } = {},
 ) {
-  const args = [...BASE_FLAGS];
+  const args = [...BASE_FLAGS, ...extraArgs];
   if (media === 'fake') args.push('--use-fake-ui-for-media-stream');
   else args.push('--deny-permission-prompts');
   const browser = await chromium.launch({

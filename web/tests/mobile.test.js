@@ -54,7 +54,7 @@ suite('phone-sized screen', { timeout: 20 * 60_000 }, () => {
     await bob.page.getByTestId('accept-call').click();
     for (const p of [alice, bob]) {
       await waitFor(p.page, () => window.switchboard.state().call?.phase === 'active', null, { what: `${p.name} active` });
-      for (const id of ['call-title', 'call-timer', 'local-tile', 'remote-tile', 'toggle-mute', 'toggle-camera', 'toggle-recording', 'end-call']) {
+      for (const id of ['call-title', 'call-timer', 'local-tile', 'remote-tile', 'toggle-mute', 'toggle-camera', 'toggle-screen', 'add-participant', 'toggle-recording', 'end-call']) {
         await assertOnScreen(p.page, id);
       }
     }
