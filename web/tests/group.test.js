@@ -221,6 +221,10 @@ suite('group calls with four browsers', { timeout: 10 * 60_000 }, () => {
       await waitFor(p.page, () => window.switchboard.state().call?.phase === 'active', null, { what: `${p.name} active` });
     }
 
+    // Alice is muted when Dave joins: he must see it although she changes nothing after.
+    await alice.page.getByTestId('toggle-mute').click();
+    await bob.page.locator(`[data-testid="remote-tile"][data-user-id="${alice.id}"] [data-testid="remote-muted-badge"]`).waitFor();
+
     // Bob adds Dave during the call (any participant may): the panel lists only free people.
     await bob.page.getByTestId('add-participant').click();
     await bob.page.getByTestId('invite-panel').waitFor({ state: 'visible' });
@@ -236,6 +240,9 @@ suite('group calls with four browsers', { timeout: 10 * 60_000 }, () => {
     await bob.page.getByTestId('invite-close').click();
     await dave.page.getByTestId('accept-call').click();
     await waitFor(dave.page, () => window.switchboard.state().call?.phase === 'active', null, { what: 'Dave active' });
+    await dave.page.locator(`[data-testid="remote-tile"][data-user-id="${alice.id}"] [data-testid="remote-muted-badge"]`).waitFor();
+    await alice.page.getByTestId('toggle-mute').click();
+    await dave.page.locator(`[data-testid="remote-tile"][data-user-id="${alice.id}"] [data-testid="remote-muted-badge"]`).waitFor({ state: 'hidden' });
 
     // Everyone: three remote tiles in a 2x2 grid, no ringing tile left.
     for (const p of all) {
