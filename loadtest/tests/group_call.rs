@@ -608,6 +608,12 @@ async fn four_people_call_leave_and_late_join() -> Result<()> {
         since = counts(ms, &pairs_within(&three));
         dave_counts.push(counts(ms, &dave_pairs));
     }
+    let answers_after: Vec<u32> = three.iter().map(|&r| ms[r].subscriber_answers).collect();
+    assert_eq!(
+        answers_after,
+        answers_before.iter().map(|n| n + 1).collect::<Vec<_>>(),
+        "one subscriber re-offer each for dave's leave (alice, bob, carol)"
+    );
     assert_eq!(
         dave_counts[0], dave_counts[1],
         "nothing flows to or from dave once he left ((receiver, sender) → [audio, video])"
