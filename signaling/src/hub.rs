@@ -146,6 +146,9 @@ struct Seat {
     candidates: [u32; 2],
     /// Sources the member declared in its last publisher offer, by its own track id.
     sources: HashMap<String, TrackSource>,
+    /// A subscriber offer the SFU made while the member was still joining: sent after
+    /// `call_accepted`, which is when clients set up their connections.
+    held_offer: Option<String>,
 }
 
 impl Seat {

@@ -292,9 +292,13 @@ impl Hub {
             }
             return Err(e);
         }
+        let mut held_offers = Vec::new();
         for user in &to_join {
             if let Some(seat) = entry.seats.get_mut(&user.id) {
                 seat.media_ready = true;
+                if let (Some(sid), Some(sdp)) = (seat.socket, seat.held_offer.take()) {
+                    held_offers.push((sid, sdp));
+                }
             }
         }
         ok_ack(ack, json!({}));
@@ -344,6 +348,10 @@ impl Hub {
         );
         for (event, body) in &catch_up {
             emit(&me.socket, event, body);
+        }
+        for (sid, sdp) in held_offers {
+            let offer = json!({ "call_id": call_id, "target": "subscriber", "sdp": sdp });
+            state.send([sid], "webrtc_offer", &offer);
         }
         // The accepter's other sockets rang too: stop them.
         let elsewhere = json!({ "call_id": call_id, "reason": "answered_elsewhere" });

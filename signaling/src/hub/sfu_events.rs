@@ -24,11 +24,23 @@ impl Hub {
         let mut state = self.lock();
         match event {
             SfuEvent::SubscriberOffer { participant, sdp } => {
-                let Some((call_id, sid)) = state.participants.get(&participant) else {
+                let Some((call_id, sid)) = state.participants.get(&participant).cloned() else {
                     debug!(%participant, "subscriber offer for a participant no longer in a call");
                     return;
                 };
-                if let Some(socket) = state.sockets.get(sid) {
+                // A late joiner is offered the call's tracks as soon as the SFU has it, which
+                // can be before `accept` has sent `call_accepted`: hold the offer until then.
+                let joining = state
+                    .calls
+                    .get_mut(&call_id)
+                    .zip(user_of(&participant))
+                    .and_then(|(entry, (_, user_id))| entry.seats.get_mut(&user_id))
+                    .filter(|seat| !seat.media_ready);
+                if let Some(seat) = joining {
+                    seat.held_offer = Some(sdp);
+                    return;
+                }
+                if let Some(socket) = state.sockets.get(&sid) {
                     emit(
                         socket,
                         "webrtc_offer",
