@@ -149,6 +149,8 @@ struct Seat {
     /// A subscriber offer the SFU made while the member was still joining: sent after
     /// `call_accepted`, which is when clients set up their connections.
     held_offer: Option<String>,
+    /// The member's last `media_state` (audio, video, screen), replayed to late joiners.
+    media_state: Option<[bool; 3]>,
 }
 
 impl Seat {
@@ -204,6 +206,18 @@ impl CallEntry {
     /// Everyone who joined, as `{id, name}`.
     fn joined_json(&self) -> Value {
         Value::Array(self.call.joined().map(user_json).collect())
+    }
+
+    /// Everyone still ringing, as `{id, name}`.
+    fn ringing_json(&self) -> Value {
+        Value::Array(
+            self.call
+                .members()
+                .iter()
+                .filter(|m| m.attendance == crate::call::Attendance::Ringing)
+                .map(|m| user_json(&m.user))
+                .collect(),
+        )
     }
 }
 

@@ -75,6 +75,10 @@ async fn a_group_call_grows_and_shrinks_and_ends_with_the_last_but_one() {
     // The first accept makes the call active for the caller too.
     let accepted = accept(&mut bob, &call_id).await;
     assert_eq!(ids(&accepted["participants"]), sorted(&[&alice, &bob]));
+    assert_eq!(
+        ids(&accepted["ringing"]),
+        std::slice::from_ref(&carol.user_id)
+    );
     let accepted = alice.expect("call_accepted").await;
     assert_eq!(ids(&accepted["participants"]), sorted(&[&alice, &bob]));
     assert_eq!(server.signaling.stats().active_calls, 1);
@@ -122,6 +126,15 @@ async fn a_group_call_grows_and_shrinks_and_ends_with_the_last_but_one() {
         assert_eq!(left["reason"], "rejected");
     }
 
+    // Bob mutes before Erin arrives: a late joiner still learns it.
+    let ack = bob
+        .request(
+            "media_state",
+            json!({ "call_id": call_id, "audio": false, "video": true }),
+        )
+        .await;
+    assert_eq!(ack["ok"], true, "{ack}");
+
     // Erin is invited and joins late.
     let ack = carol
         .request(
@@ -130,9 +143,19 @@ async fn a_group_call_grows_and_shrinks_and_ends_with_the_last_but_one() {
         )
         .await;
     assert_eq!(ack["ok"], true, "{ack}");
-    erin.expect("incoming_call").await;
+    let incoming = erin.expect("incoming_call").await;
+    assert_eq!(
+        ids(&incoming["ringing"]),
+        std::slice::from_ref(&erin.user_id)
+    );
     let accepted = accept(&mut erin, &call_id).await;
     assert_eq!(ids(&accepted["participants"]).len(), 4);
+    assert_eq!(accepted["ringing"], json!([]));
+    let muted = erin.expect("participant_media_state").await;
+    assert_eq!(
+        muted,
+        json!({ "call_id": call_id, "user_id": bob.user_id, "audio": false, "video": true, "screen": false })
+    );
 
     // The creator leaves: the call goes on for the others.
     let ack = alice.request("leave_call", call.clone()).await;

@@ -138,6 +138,7 @@ impl Hub {
             "kind": p.kind,
             "from": user_json(&me.user),
             "participants": [user_json(&me.user)],
+            "ringing": invitees.iter().map(user_json).collect::<Vec<_>>(),
         });
         for invitee in &invitees {
             emit(
@@ -182,6 +183,7 @@ impl Hub {
             "kind": entry.call.kind(),
             "from": user_json(&me.user),
             "participants": entry.joined_json(),
+            "ringing": entry.ringing_json(),
         });
         let invited =
             json!({ "call_id": call_id, "user": user_json(&invitee), "by": user_json(&me.user) });
@@ -306,6 +308,7 @@ impl Hub {
             "call_id": call_id,
             "kind": entry.call.kind(),
             "participants": entry.joined_json(),
+            "ringing": entry.ringing_json(),
         });
         let told: Vec<_> = to_join
             .iter()
@@ -334,6 +337,22 @@ impl Hub {
                 )
             })
             .collect();
+        for (user_id, seat) in &entry.seats {
+            if let (Some([audio, video, screen]), false) =
+                (seat.media_state, *user_id == me.user.id)
+            {
+                catch_up.push((
+                    "participant_media_state",
+                    json!({
+                        "call_id": call_id,
+                        "user_id": user_id,
+                        "audio": audio,
+                        "video": video,
+                        "screen": screen,
+                    }),
+                ));
+            }
+        }
         if let Some(super::recording::RecState::Active { by }) = &entry.recording {
             catch_up.push((
                 "recording_started",

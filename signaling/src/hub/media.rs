@@ -185,13 +185,17 @@ impl Hub {
         ack: &mut Option<AckSender>,
     ) -> Result<(), SignalingError> {
         let p: MediaState = payload::parse(value, self.config.max_payload_bytes)?;
-        let state = self.lock();
+        let mut state = self.lock();
         let entry = state
             .calls
-            .get(&p.call_id)
+            .get_mut(&p.call_id)
             .ok_or(SignalingError::UnknownCall)?;
         entry.check_socket(me)?;
         entry.call.check_media(&me.user.id)?;
+        if let Some(seat) = entry.seats.get_mut(&me.user.id) {
+            seat.media_state = Some([p.audio, p.video, p.screen]);
+        }
+        let entry = &state.calls[&p.call_id];
         ok_ack(ack, json!({}));
         let others: Vec<_> = entry
             .joined_sockets()
