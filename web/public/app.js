@@ -1328,6 +1328,10 @@ function wireSignaling(sig) {
       }
       c.ringing.delete(p.id);
     }
+    // A late joiner also hears who is still ringing ("Ringing…" tiles).
+    for (const r of Array.isArray(msg.ringing) ? msg.ringing : []) {
+      if (r.id !== state.session.user.id && !c.remote.has(r.id)) c.ringing.set(r.id, { name: r.name });
+    }
     if (c.localStream) c.phase = 'active';
     ringtone.stop();
     startTimer();
@@ -1355,9 +1359,6 @@ function wireSignaling(sig) {
     if (!c.participants.some((p) => p.id === msg.user.id)) c.participants.push(msg.user);
     if (!c.remote.has(msg.user.id)) c.remote.set(msg.user.id, { name: msg.user.name, audio: true, video: true, screen: null });
     render();
-    // The server does not replay anyone's media_state to a newcomer: tell them ours, or they
-    // would take us for unmuted, camera on and not sharing.
-    if (c.media) sendMediaState(c);
   });
   sig.on('participant_left', (msg) => {
     const c = currentCall(msg && msg.call_id);
