@@ -3,7 +3,8 @@
 //!
 //! ## What the participant does by itself
 //! A dispatcher task reads the signaling events and, for the participant's current call:
-//! - `call_accepted` → builds the publisher (audio, plus video for video calls) and subscriber
+//! - `call_accepted` → builds the publisher (audio, plus video for video calls; nothing to
+//!   send for a receive-only participant, [`ParticipantConfig::publish`]) and subscriber
 //!   connections, sends the publisher offer and starts the synthetic senders;
 //! - `webrtc_answer{publisher}` → applies it;
 //! - `webrtc_offer{subscriber}` → answers it, every time (renegotiation);
@@ -79,6 +80,10 @@ pub struct ParticipantConfig {
     /// ICE-lite and our SDPs already carry them); on by default because browsers do it, so the
     /// server path gets exercised.
     pub trickle_ice: bool,
+    /// Publish audio (and video in video calls) in every call. `false` makes a receive-only
+    /// participant: its publisher connection is still offered and connected, with nothing to
+    /// send ([`Publisher::receive_only`]), since the SFU expects both connections of everyone.
+    pub publish: bool,
 }
 
 impl Default for ParticipantConfig {
@@ -87,6 +92,7 @@ impl Default for ParticipantConfig {
             signaling: SignalingConfig::default(),
             peer: PeerConfig::default(),
             trickle_ice: true,
+            publish: true,
         }
     }
 }
@@ -496,13 +502,17 @@ impl Dispatcher {
         peer_tx: &mpsc::UnboundedSender<PeerEvent>,
     ) -> Result<(), MediaFailure> {
         let peer = &self.config.peer;
-        let publisher = Publisher::new(
-            peer,
-            self.identity.user.id.as_str(),
-            kind == CallKind::Video,
-            peer_tx.clone(),
-        )
-        .await?;
+        let publisher = if self.config.publish {
+            Publisher::new(
+                peer,
+                self.identity.user.id.as_str(),
+                kind == CallKind::Video,
+                peer_tx.clone(),
+            )
+            .await?
+        } else {
+            Publisher::receive_only(peer, peer_tx.clone()).await?
+        };
         let subscriber =
             Subscriber::new(peer, Arc::clone(&self.shared.receive), peer_tx.clone()).await?;
         let media = Arc::new(CallMedia {

@@ -131,7 +131,7 @@ enum Conn {
     Sfu {
         server: Arc<dyn RoomServer>,
         id: String,
-        publisher: Option<Publisher>,
+        publisher: Publisher,
         subscriber: Arc<tokio::sync::Mutex<Option<Subscriber>>>,
         task: tokio::task::JoinHandle<()>,
     },
@@ -152,9 +152,7 @@ impl Member {
             } => {
                 task.abort();
                 let _ = server.leave(&id).await;
-                if let Some(p) = publisher {
-                    let _ = p.close().await;
-                }
+                let _ = publisher.close().await;
                 if let Some(s) = subscriber.lock().await.take() {
                     let _ = s.close().await;
                 }
@@ -214,7 +212,8 @@ fn watch_peer(
     });
 }
 
-/// Joins one member to a room of the SFU: publishes (if `publish`), and answers every
+/// Joins one member to a room of the SFU: connects its publisher connection (sending media if
+/// `publish`, nothing otherwise, see [`Publisher::receive_only`]), and answers every
 /// subscriber offer, creating the subscriber connection on the first.
 async fn join_sfu(
     server: Arc<dyn RoomServer>,
@@ -276,27 +275,26 @@ async fn join_sfu(
             }
         })
     };
-    let publisher = if publish {
-        let setup = async {
-            let p = Publisher::new(peer, name, video, peer_tx.clone())
-                .await
-                .map_err(|e| e.to_string())?;
-            let offer = p.create_offer().await.map_err(|e| e.to_string())?;
-            let answer = server.publish(&id, offer).await?;
-            p.set_answer(answer).await.map_err(|e| e.to_string())?;
-            p.start_media();
-            Ok::<_, String>(p)
-        };
-        match setup.await {
-            Ok(p) => Some(p),
-            Err(e) => {
-                task.abort();
-                let _ = server.leave(&id).await;
-                return Err(format!("{id}: publish: {e}"));
-            }
+    let setup = async {
+        let p = if publish {
+            Publisher::new(peer, name, video, peer_tx.clone()).await
+        } else {
+            Publisher::receive_only(peer, peer_tx.clone()).await
         }
-    } else {
-        None
+        .map_err(|e| e.to_string())?;
+        let offer = p.create_offer().await.map_err(|e| e.to_string())?;
+        let answer = server.publish(&id, offer).await?;
+        p.set_answer(answer).await.map_err(|e| e.to_string())?;
+        p.start_media();
+        Ok::<_, String>(p)
+    };
+    let publisher = match setup.await {
+        Ok(p) => p,
+        Err(e) => {
+            task.abort();
+            let _ = server.leave(&id).await;
+            return Err(format!("{id}: publish: {e}"));
+        }
     };
     Ok((
         Conn::Sfu {
@@ -479,9 +477,9 @@ async fn join_room(
                     {
                         Ok((conn, receive)) => {
                             let send = match &conn {
-                                Conn::Sfu {
-                                    publisher: Some(p), ..
-                                } => Some(Arc::clone(p.stats())),
+                                Conn::Sfu { publisher, .. } if publish => {
+                                    Some(Arc::clone(publisher.stats()))
+                                }
                                 _ => None,
                             };
                             let m = Member {

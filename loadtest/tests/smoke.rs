@@ -1,7 +1,9 @@
 //! Smoke runs of the load tester (CI): 1 publisher and 3 subscribers for a few seconds,
 //! asserting the JSON report has zero failures and media on every expected track.
 //!
-//! - `in_process_sfu_smoke_run`: the run library against Switchboard's SFU in this process.
+//! - `in_process_sfu_smoke_run`: the run library against Switchboard's SFU in this process,
+//!   with a connect timeout shorter than the run, so a member whose publisher connection never
+//!   connects (a receive-only one that did not open it) is released and fails the run.
 //! - `binary_smoke_run`: the `loadtest` binary itself (`--target sfu --json`), which spawns
 //!   the `sfu-host` process, with a loss threshold, checking exit status and stdout JSON.
 
@@ -12,6 +14,7 @@ use loadtest::host::{bench_sfu_config, InProcessSfu};
 use loadtest::run::{run, RunConfig, Target};
 use loadtest::PeerConfig;
 use serde_json::Value;
+use switchboard_sfu::SfuConfig;
 
 fn assert_healthy(report: &Value) {
     let failures = report["failures"].as_array().expect("failures array");
@@ -36,9 +39,12 @@ fn assert_healthy(report: &Value) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_process_sfu_smoke_run() {
-    let sfu = InProcessSfu::start(bench_sfu_config())
-        .await
-        .expect("SFU starts");
+    let sfu = InProcessSfu::start(SfuConfig {
+        connect_timeout: Duration::from_secs(2),
+        ..bench_sfu_config()
+    })
+    .await
+    .expect("SFU starts");
     let report = tokio::time::timeout(
         Duration::from_secs(60),
         run(RunConfig {
