@@ -216,3 +216,30 @@ async fn a_publisher_renegotiation_keeps_its_tracks_and_unpublishes_removed_ones
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receive_only_viewer_outlives_the_connect_timeout() {
+    let (sfu, events) = start_sfu_with(switchboard_sfu::SfuConfig {
+        udp_bind: "127.0.0.1:0".parse().unwrap(),
+        connect_timeout: std::time::Duration::from_secs(1),
+        ..Default::default()
+    })
+    .await;
+    let room = RoomId::new("webinar");
+    let speaker = TestParticipant::join(&sfu, &events, &room, "speaker").await;
+    let viewer = TestParticipant::join_with(&sfu, &events, &room, "viewer", false).await;
+    wait_until("the viewer receives the speaker", || {
+        let (audio, video) = viewer.received_from("speaker");
+        audio >= 10 && video >= 10
+    })
+    .await;
+    // Well past the connect timeout: still there, still receiving.
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    let (audio_before, _) = viewer.received_from("speaker");
+    wait_until("the viewer keeps receiving", || {
+        viewer.received_from("speaker").0 >= audio_before + 25
+    })
+    .await;
+    assert_eq!(sfu.stats().await.participants, 2);
+    drop(speaker);
+}

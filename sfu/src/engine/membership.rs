@@ -44,12 +44,13 @@ impl Engine {
             });
         }
         let internal = |error: rtc::shared::error::Error| SfuError::Internal(error.to_string());
-        let mut publisher =
+        // Each connection's connect deadline is armed when it is negotiated (the publisher's by
+        // the client's offer, the subscriber's by ours): a receive-only participant never
+        // offers a publisher connection and must not be released for it.
+        let publisher =
             Connection::new(participant.clone(), PeerRole::Publisher, now).map_err(internal)?;
         let subscriber =
             Connection::new(participant.clone(), PeerRole::Subscriber, now).map_err(internal)?;
-        // The client offers its publisher connection right after joining.
-        publisher.connect_deadline = Some(now + self.config.connect_timeout);
         let publisher_id = ConnId(self.next_id());
         let subscriber_id = ConnId(self.next_id());
         self.demux
@@ -137,6 +138,9 @@ impl Engine {
                 .collect(),
             None => Vec::new(),
         };
+        if !conn.connected && conn.connect_deadline.is_none() {
+            conn.connect_deadline = Some(now + self.config.connect_timeout);
+        }
         conn.add_local_candidate_once(media_addr)
             .map_err(|error| SfuError::Internal(error.to_string()))?;
         let answer = conn.pc.create_answer(None).map_err(invalid)?;

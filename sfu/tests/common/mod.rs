@@ -203,6 +203,18 @@ impl TestParticipant {
         room: &RoomId,
         name: &str,
     ) -> Self {
+        Self::join_with(sfu, events, room, name, true).await
+    }
+
+    /// Joins without publishing anything when `publish` is false: the publisher connection
+    /// is never offered (a receive-only viewer).
+    pub async fn join_with(
+        sfu: &Sfu,
+        events: &broadcast::Sender<SfuEvent>,
+        room: &RoomId,
+        name: &str,
+        publish: bool,
+    ) -> Self {
         let id = ParticipantId::new(name);
         // Subscribe before joining so no offer is missed.
         let mut offers = events.subscribe();
@@ -231,6 +243,14 @@ impl TestParticipant {
         };
 
         let publisher = client().await;
+        if !publish {
+            return TestParticipant {
+                id,
+                publisher,
+                counts,
+                tasks: vec![answering],
+            };
+        }
         let audio = local_track(name, RtpCodecKind::Audio, MIME_TYPE_OPUS, 48_000, 2);
         let video = local_track(name, RtpCodecKind::Video, MIME_TYPE_VP8, 90_000, 0);
         publisher
