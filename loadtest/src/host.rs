@@ -1,11 +1,12 @@
 //! Rooms of any shape on Switchboard's SFU, without signaling.
 //!
-//! Signaling only offers 1:1 calls today (protocol §3), so a room with one publisher and N
-//! subscribers cannot be built through it. For fan-out and churn measurements the load tester
-//! therefore drives the `switchboard-sfu` API (`join`, `publish`, `subscriber_answer`, `leave`)
-//! directly — the very calls signaling makes — either in process ([`InProcessSfu`], for tests)
-//! or in a separate `sfu-host` process ([`SfuHostProcess`]) so the server's CPU and memory are
-//! measured apart from the load generator's.
+//! Through signaling a room is one group call: at most the server's
+//! `--max-participants-per-call` members (16 by default), each with its own Socket.IO
+//! connection. Fan-outs larger than that (one publisher, hundreds of subscribers) and churn
+//! measurements therefore drive the `switchboard-sfu` API (`join`, `publish`,
+//! `subscriber_answer`, `leave`) directly — the very calls signaling makes — either in process
+//! ([`InProcessSfu`], for tests) or in a separate `sfu-host` process ([`SfuHostProcess`]) so the
+//! server's CPU and memory are measured apart from the load generator's.
 //!
 //! ## The `sfu-host` wire format
 //! One JSON object per line. Requests on its stdin: `{"id": n, "op": "join", "room", "participant",

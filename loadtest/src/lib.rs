@@ -16,9 +16,10 @@
 //! - [`media`]: the probe trailer (sequence, RTP timestamp, send time) on every payload and
 //!   the lock-free-per-packet counters both directions keep (loss, jitter, latency histogram,
 //!   time to first packet).
-//! - [`run`]: the load run (ramp, warm-up, measurement window, report) and the churn run.
+//! - [`run`]: the load run (ramp, warm-up, measurement window, report) on any target, each
+//!   room one group call through signaling, and the churn run.
 //! - [`host`]: rooms of any shape on Switchboard's SFU without signaling (in process, or the
-//!   `sfu-host` process), since signaling has 1:1 calls only.
+//!   `sfu-host` process), for fan-outs larger than one call may be.
 //! - [`janus`]: the same members against Janus's VideoRoom over Janus's HTTP API.
 //! - [`procstat`]: a server process's CPU time, RSS and threads from `/proc`.
 //! - [`traffic`]: per-remote-address datagram counters on each peer connection's sockets,
@@ -43,7 +44,8 @@
 //!   (`tests/signaling_client.rs`) and 1:1 voice and video calls through the SFU
 //!   (`tests/call_through_sfu.rs`; `RUST_LOG=loadtest=debug` shows the negotiation), and
 //!   group calls with leave, late join and the size limit (`tests/group_call.rs`).
-//! - `cargo test -p loadtest --test smoke`: a 1-publisher, 3-subscriber run in a few seconds.
+//! - `cargo test -p loadtest --test smoke`: runs of a few seconds: 1 publisher and 3
+//!   subscribers on the SFU, and a 3-publisher, 1-subscriber meeting through signaling.
 //! - `cargo run --release -p loadtest -- --help`; examples in docs/loadtest.md. `--local-ip`
 //!   must be an address the server can reach.
 //! - `scripts/bench` regenerates docs/benchmarks.md.

@@ -15,12 +15,17 @@ use loadtest::PeerConfig;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum TargetKind {
-    /// A Switchboard server via its real signaling (HTTP sign-in + Socket.IO). Signaling has
-    /// 1:1 calls only today, so every room is one call: `--publishers 2 --subscribers 0`.
+    /// A Switchboard server via its real signaling (HTTP sign-in + Socket.IO). Every room is
+    /// one group call: its first member calls the others, who all accept; publishers publish,
+    /// subscribers only receive. A room must fit in one call (the server's
+    /// --max-participants-per-call, 16 by default; a larger one is refused with
+    /// limit_exceeded), and all members together the server's --max-sockets-per-ip (64 by
+    /// default).
     Switchboard,
     /// Switchboard's SFU (the `switchboard-sfu` crate, the server's media plane) in a separate
     /// `sfu-host` process this tool spawns, driven through the room API signaling uses. Any
-    /// room shape; the host's CPU and memory are read from /proc.
+    /// room shape, also larger than a call allows (e.g. 1 publisher + 200 subscribers); the
+    /// host's CPU and memory are read from /proc.
     Sfu,
     /// Janus's VideoRoom plugin via Janus's HTTP API (`--url http://127.0.0.1:8088/janus`).
     Janus,
@@ -52,13 +57,13 @@ struct Args {
     /// (`--target janus`); unused with `--target sfu`.
     #[arg(long, env = "LOADTEST_URL", default_value = "http://127.0.0.1:8080")]
     url: String,
-    /// Rooms (calls), run in parallel.
+    /// Rooms, run in parallel (with `--target switchboard`, one call each).
     #[arg(long, default_value_t = 1)]
     rooms: usize,
     /// Publishers per room; each also receives the others' media.
     #[arg(long, default_value_t = 2)]
     publishers: usize,
-    /// Receive-only members per room (not with `--target switchboard`).
+    /// Receive-only members per room.
     #[arg(long, default_value_t = 0)]
     subscribers: usize,
     /// Publish Opus only (no video).
@@ -176,10 +181,10 @@ async fn main() -> Result<()> {
 
     let target = match args.target {
         TargetKind::Switchboard => {
-            if args.publishers != 2 || args.subscribers != 0 {
+            if args.publishers + args.subscribers < 2 {
                 bail!(
-                    "--target switchboard: signaling has 1:1 calls only, so rooms are \
-                     --publishers 2 --subscribers 0 (use --target sfu for other shapes)"
+                    "--target switchboard: a room is one call, so it needs at least two \
+                     members (--publishers + --subscribers)"
                 );
             }
             Target::Switchboard {

@@ -4,7 +4,9 @@
 //!
 //! ## Phases
 //! 1. **Ramp**: every member joins through a shared pacer (`ramp` joins per second), rooms in
-//!    parallel; the progress line runs from here on.
+//!    parallel; the progress line runs from here on. On the SFU and Janus a join is entering
+//!    the room; through signaling it is signing in, and once a room's members are online its
+//!    call is placed and accepted at once (`call`).
 //! 2. **Warm-up** (`warmup`): not measured; lets the last subscribers get their first keyframe.
 //! 3. **Window** (`duration`): receive counters, the latency histogram and the server's
 //!    utime+stime are snapshotted at both ends; rates, percentiles and CPU per forwarded packet
@@ -16,8 +18,9 @@
 //! server (Switchboard or Janus).
 //!
 //! ## Layout
-//! This file has the configuration, the members on each target and the phases; `report` turns
-//! the counters into the [`Report`]; `churn` is the join/leave run ([`churn()`]).
+//! This file has the configuration, the members on each target and the phases; `call` makes a
+//! room one group call through signaling; `report` turns the counters into the [`Report`];
+//! `churn` is the join/leave run ([`churn()`]).
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -31,8 +34,9 @@ use crate::janus::JanusMember;
 use crate::media::{self, ReceiveStats, SendStats};
 use crate::peer::{PeerConfig, PeerEvent, Publisher, Subscriber};
 use crate::procstat::ProcSample;
-use crate::{CallKind, MediaEvent, Participant, ParticipantConfig, ParticipantEvent, ServerEvent};
+use crate::Participant;
 
+mod call;
 mod churn;
 mod report;
 
@@ -46,8 +50,9 @@ pub enum Target {
     /// Switchboard's SFU driven through its room API (in process or an `sfu-host` process):
     /// rooms of any shape.
     Sfu(Arc<dyn RoomServer>),
-    /// A Switchboard server through its real signaling (HTTP sign-in, Socket.IO). Signaling
-    /// has 1:1 calls only, so every room is one call of two publishers.
+    /// A Switchboard server through its real signaling (HTTP sign-in, Socket.IO): every room is
+    /// one group call of its publishers and subscribers, so no larger than the server's
+    /// `--max-participants-per-call` (16 by default).
     Switchboard {
         /// Base URL, e.g. `http://127.0.0.1:8080`.
         url: String,
@@ -68,7 +73,8 @@ pub struct RunConfig {
     pub rooms: usize,
     /// Publishers per room (they also subscribe to each other).
     pub publishers: usize,
-    /// Receive-only members per room.
+    /// Receive-only members per room (through signaling: participants with
+    /// [`ParticipantConfig::publish`](crate::ParticipantConfig::publish) off).
     pub subscribers: usize,
     /// Publish Opus only.
     pub audio_only: bool,
@@ -140,6 +146,15 @@ enum Conn {
 }
 
 impl Member {
+    /// The `a=msid` stream id its tracks arrive under, where that is not its name: its user
+    /// id through signaling. (The SFU target publishes under the name.)
+    fn stream_id(&self) -> Option<&str> {
+        match &self.conn {
+            Conn::Call(participant, _) => Some(participant.user().id.as_str()),
+            Conn::Sfu { .. } | Conn::Janus(_) => None,
+        }
+    }
+
     /// Leaves the room and closes the connections.
     pub async fn leave(self) {
         match self.conn {
@@ -158,8 +173,9 @@ impl Member {
                 }
             }
             Conn::Call(participant, call) => {
+                // Leaving a group call leaves it to the others; the last but one ends it.
                 if let Some(call) = call {
-                    let _ = participant.signaling().end_call(&call, None).await;
+                    let _ = participant.signaling().leave_call(&call, None).await;
                 }
                 participant.close().await;
             }
@@ -430,6 +446,19 @@ pub async fn run(config: RunConfig) -> Report {
     report
 }
 
+/// A room's members in joining order, publishers first: `(name, publishes)`.
+fn roster(config: &RunConfig, room: usize) -> impl Iterator<Item = (String, bool)> + '_ {
+    let publishers = (0..config.publishers).map(move |i| (format!("r{room}-p{i}"), true));
+    let subscribers = (0..config.subscribers).map(move |i| (format!("r{room}-s{i}"), false));
+    publishers.chain(subscribers)
+}
+
+/// Tracks a member should receive: both kinds (or audio only) of every other publisher.
+fn expected_tracks(config: &RunConfig, publish: bool) -> usize {
+    let kinds = if config.audio_only { 1 } else { 2 };
+    (config.publishers - usize::from(publish)) * kinds
+}
+
 async fn join_room(
     config: &RunConfig,
     room: usize,
@@ -445,14 +474,8 @@ async fn join_room(
             // Publishers first, one after the other (each waits for its answer), then the
             // subscribers concurrently, all through the pacer.
             let mut pending = Vec::new();
-            for i in 0..config.publishers + config.subscribers {
-                let publish = i < config.publishers;
-                let name = if publish {
-                    format!("r{room}-p{i}")
-                } else {
-                    format!("r{room}-s{}", i - config.publishers)
-                };
-                let expected = (config.publishers - usize::from(publish)) * kinds;
+            for (name, publish) in roster(config, room) {
+                let expected = expected_tracks(config, publish);
                 let (server, room_name, peer, failures, pacer, registry) = (
                     Arc::clone(server),
                     room_name.clone(),
@@ -513,18 +536,7 @@ async fn join_room(
             }
         }
         Target::Switchboard { url } => {
-            match join_call(url, config, room, &pacer, &failures).await {
-                Ok(pair) => {
-                    for m in pair {
-                        registry.add(&m);
-                        members.push(m);
-                    }
-                }
-                Err(e) => {
-                    registry.failed_joins.fetch_add(2, Ordering::Relaxed);
-                    failures.push(format!("room {room}: {e}"));
-                }
-            }
+            members = call::join_call(url, config, room, &pacer, &failures, &registry).await;
         }
         Target::Janus { url } => {
             let room_id = 1_000 + room as u64;
@@ -617,126 +629,4 @@ async fn join_room(
         }
     }
     members
-}
-
-/// A room on real signaling: a 1:1 call, the first member calling the second.
-async fn join_call(
-    url: &str,
-    config: &RunConfig,
-    room: usize,
-    pacer: &Pacer,
-    failures: &Arc<Failures>,
-) -> Result<Vec<Member>, String> {
-    let http = reqwest::Client::new();
-    let pc = ParticipantConfig {
-        peer: config.peer.clone(),
-        ..ParticipantConfig::default()
-    };
-    pacer.wait().await;
-    let (caller, mut caller_events) =
-        Participant::join(&http, url, &format!("r{room}-p0"), pc.clone())
-            .await
-            .map_err(|e| e.to_string())?;
-    caller
-        .receive_stats()
-        .started_us
-        .store(media::unix_micros(), Ordering::Relaxed);
-    pacer.wait().await;
-    let (callee, mut callee_events) = Participant::join(&http, url, &format!("r{room}-p1"), pc)
-        .await
-        .map_err(|e| e.to_string())?;
-    // Call only once the caller sees the callee online, as a real client does (calling a user
-    // the server has not registered yet is refused with user_offline).
-    let callee_id = callee.user().id.clone();
-    tokio::time::timeout(Duration::from_secs(10), async {
-        while let Some(event) = caller_events.recv().await {
-            if let ParticipantEvent::Signal(ServerEvent::Presence { users }) = &event {
-                if users.iter().any(|u| u.id == callee_id) {
-                    return Ok(());
-                }
-            }
-        }
-        Err("caller events ended".to_owned())
-    })
-    .await
-    .map_err(|_| "callee not in the caller's presence within 10 s".to_owned())??;
-    callee
-        .receive_stats()
-        .started_us
-        .store(media::unix_micros(), Ordering::Relaxed);
-    let kind = if config.audio_only {
-        CallKind::Voice
-    } else {
-        CallKind::Video
-    };
-    let call = caller
-        .signaling()
-        .initiate_call(&callee.user().id, kind)
-        .await
-        .map_err(|e| e.to_string())?;
-    tokio::time::timeout(Duration::from_secs(10), async {
-        while let Some(event) = callee_events.recv().await {
-            if let ParticipantEvent::Signal(ServerEvent::IncomingCall { call_id, .. }) = &event {
-                if *call_id == call {
-                    return Ok(());
-                }
-            }
-        }
-        Err("callee events ended".to_owned())
-    })
-    .await
-    .map_err(|_| "no incoming_call within 10 s".to_owned())??;
-    callee
-        .signaling()
-        .accept_call(&call)
-        .await
-        .map_err(|e| e.to_string())?;
-    for (who, mut events) in [
-        (format!("r{room}-p0"), caller_events),
-        (format!("r{room}-p1"), callee_events),
-    ] {
-        let failures = Arc::clone(failures);
-        tokio::spawn(async move {
-            while let Some(event) = events.recv().await {
-                let failure = match &event {
-                    ParticipantEvent::Media(MediaEvent::Failed { error, .. }) => {
-                        Some(format!("media failed: {error}"))
-                    }
-                    ParticipantEvent::Signal(ServerEvent::Error(e)) => {
-                        Some(format!("server error {}: {}", e.code, e.message))
-                    }
-                    ParticipantEvent::Signal(ServerEvent::CallEnded { reason, .. }) => {
-                        Some(format!("call ended: {reason:?}"))
-                    }
-                    _ => None,
-                };
-                if let Some(f) = failure {
-                    failures.push(format!("{who}: {f}"));
-                }
-            }
-        });
-    }
-    let kinds = if config.audio_only { 1 } else { 2 };
-    let mut out = Vec::new();
-    for (i, p) in [caller, callee].into_iter().enumerate() {
-        let receive = Arc::clone(p.receive_stats());
-        // The publisher exists once call_accepted was handled; poll briefly for it.
-        let mut send = None;
-        for _ in 0..50 {
-            if let Some(m) = p.media() {
-                send = Some(Arc::clone(m.publisher.stats()));
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        out.push(Member {
-            name: format!("r{room}-p{i}"),
-            room,
-            expected_tracks: kinds,
-            send,
-            receive,
-            conn: Conn::Call(Box::new(p), (i == 0).then(|| call.clone())),
-        });
-    }
-    Ok(out)
 }

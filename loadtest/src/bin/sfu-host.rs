@@ -1,8 +1,8 @@
 //! `sfu-host`: Switchboard's SFU (`switchboard-sfu`, the same media plane the `switchboard`
 //! server runs) in its own process, driven by JSON lines on stdin (wire format in
-//! `loadtest::host`). The load tester spawns it for rooms signaling cannot express yet (one
-//! publisher, many subscribers) and reads this process's CPU time and memory from `/proc`, so
-//! the load generator's own work is not counted. Media on 127.0.0.1 only.
+//! `loadtest::host`). The load tester spawns it for rooms larger than one call may be (one
+//! publisher, hundreds of subscribers) and reads this process's CPU time and memory from
+//! `/proc`, so the load generator's own work is not counted. Media on 127.0.0.1 only.
 
 use std::sync::Arc;
 

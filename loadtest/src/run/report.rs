@@ -49,7 +49,7 @@ pub(super) fn totals(receivers: &[Arc<ReceiveStats>], pid: Option<u32>) -> Total
 pub struct TrackReport {
     /// Receiving member.
     pub subscriber: String,
-    /// Publishing member (the track's stream id).
+    /// Publishing member: its name, or the track's stream id when no member has it.
     pub publisher: String,
     /// `audio` or `video`.
     pub kind: &'static str,
@@ -205,6 +205,11 @@ pub(super) fn build_report(
     let now = media::unix_micros();
     let mut per_kind: BTreeMap<&'static str, KindAcc> = BTreeMap::new();
     let mut missing_list = Vec::new();
+    // Tracks arrive under their publisher's stream id; report the member's name instead.
+    let names: BTreeMap<&str, &str> = members
+        .iter()
+        .filter_map(|m| Some((m.stream_id()?, m.name.as_str())))
+        .collect();
     for m in members {
         let snap = m.receive.snapshot();
         let started = m.receive.started_us.load(Ordering::Relaxed);
@@ -243,7 +248,9 @@ pub(super) fn build_report(
             e.ttfp_max = e.ttfp_max.max(ttfp.unwrap_or(0.0));
             tracks.push(TrackReport {
                 subscriber: m.name.clone(),
-                publisher: t.key.stream_id.clone(),
+                publisher: names
+                    .get(t.key.stream_id.as_str())
+                    .map_or_else(|| t.key.stream_id.clone(), |name| (*name).to_owned()),
                 kind,
                 packets: t.packets,
                 bitrate_kbps: round(
