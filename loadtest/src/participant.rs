@@ -3,9 +3,9 @@
 //!
 //! ## What the participant does by itself
 //! A dispatcher task reads the signaling events and, for the participant's current call:
-//! - `call_accepted` → builds the publisher (audio, plus video for video calls; nothing to
-//!   send for a receive-only participant, [`ParticipantConfig::publish`]) and subscriber
-//!   connections, sends the publisher offer and starts the synthetic senders;
+//! - `call_accepted` → builds the publisher (audio, plus video for video calls) and subscriber
+//!   connections, sends the publisher offer and starts the synthetic senders; a receive-only
+//!   participant ([`ParticipantConfig::publish`] off) builds the subscriber connection only;
 //! - `webrtc_answer{publisher}` → applies it;
 //! - `webrtc_offer{subscriber}` → answers it, every time (renegotiation);
 //! - `track_published` / `track_unpublished` → keeps the call's list of the others' tracks
@@ -81,8 +81,8 @@ pub struct ParticipantConfig {
     /// server path gets exercised.
     pub trickle_ice: bool,
     /// Publish audio (and video in video calls) in every call. `false` makes a receive-only
-    /// participant: its publisher connection is still offered and connected, with nothing to
-    /// send ([`Publisher::receive_only`]), since the SFU expects both connections of everyone.
+    /// participant, which opens no publisher connection and offers nothing: the SFU arms a
+    /// publisher connection's connect timeout only at its first offer.
     pub publish: bool,
 }
 
@@ -101,7 +101,8 @@ impl Default for ParticipantConfig {
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum MediaEvent {
-    /// Both connections exist and the publisher offer was accepted by the server.
+    /// Both connections exist and the publisher offer was accepted by the server (not sent by
+    /// a receive-only participant, which has no publisher connection).
     PublisherOffered {
         /// The call.
         call_id: CallId,
@@ -163,7 +164,7 @@ pub struct CallMedia {
     /// The call they belong to.
     pub call_id: CallId,
     /// Our media going up.
-    pub publisher: Publisher,
+    pub publisher: Option<Publisher>,
     /// The others' media coming down.
     pub subscriber: Subscriber,
     subscriber_offers: Mutex<u32>,
@@ -186,12 +187,17 @@ impl CallMedia {
     /// The addresses the publisher and subscriber connections receive from; both should be
     /// the SFU's media address.
     pub fn remote_addrs(&self) -> (Option<SocketAddr>, Option<SocketAddr>) {
-        (self.publisher.remote_addr(), self.subscriber.remote_addr())
+        (
+            self.publisher.as_ref().and_then(Publisher::remote_addr),
+            self.subscriber.remote_addr(),
+        )
     }
 
     async fn close(&self) {
-        if let Err(e) = self.publisher.close().await {
-            tracing::debug!(error = %e, "closing publisher");
+        if let Some(publisher) = &self.publisher {
+            if let Err(e) = publisher.close().await {
+                tracing::debug!(error = %e, "closing publisher");
+            }
         }
         if let Err(e) = self.subscriber.close().await {
             tracing::debug!(error = %e, "closing subscriber");
@@ -381,15 +387,15 @@ impl Dispatcher {
     async fn on_signal(&self, signal: &ServerEvent, peer_tx: &mpsc::UnboundedSender<PeerEvent>) {
         match signal {
             ServerEvent::CallAccepted { call_id, kind, .. } => {
-                if let Err(error) = self.start_media(call_id, *kind, peer_tx).await {
-                    self.media_event(MediaEvent::Failed {
+                match self.start_media(call_id, *kind, peer_tx).await {
+                    Err(error) => self.media_event(MediaEvent::Failed {
                         call_id: call_id.clone(),
                         error,
-                    });
-                } else {
-                    self.media_event(MediaEvent::PublisherOffered {
+                    }),
+                    Ok(true) => self.media_event(MediaEvent::PublisherOffered {
                         call_id: call_id.clone(),
-                    });
+                    }),
+                    Ok(false) => {}
                 }
             }
             ServerEvent::WebrtcAnswer {
@@ -397,12 +403,9 @@ impl Dispatcher {
                 target: PeerTarget::Publisher,
                 sdp,
             } => {
-                let result = match self.current(call_id) {
-                    Some(media) => media
-                        .publisher
-                        .set_answer(sdp.clone())
-                        .await
-                        .map_err(Into::into),
+                let media = self.current(call_id);
+                let result = match media.as_ref().and_then(|m| m.publisher.as_ref()) {
+                    Some(publisher) => publisher.set_answer(sdp.clone()).await.map_err(Into::into),
                     None => Err(MediaFailure::NoMedia {
                         event: "webrtc_answer",
                         call_id: call_id.clone(),
@@ -495,23 +498,21 @@ impl Dispatcher {
         }
     }
 
+    /// Builds the call's connections and offers the publisher one; `Ok(false)` when there is
+    /// none to offer (a receive-only participant).
     async fn start_media(
         &self,
         call_id: &CallId,
         kind: CallKind,
         peer_tx: &mpsc::UnboundedSender<PeerEvent>,
-    ) -> Result<(), MediaFailure> {
+    ) -> Result<bool, MediaFailure> {
         let peer = &self.config.peer;
         let publisher = if self.config.publish {
-            Publisher::new(
-                peer,
-                self.identity.user.id.as_str(),
-                kind == CallKind::Video,
-                peer_tx.clone(),
-            )
-            .await?
+            let stream_id = self.identity.user.id.as_str();
+            let video = kind == CallKind::Video;
+            Some(Publisher::new(peer, stream_id, video, peer_tx.clone()).await?)
         } else {
-            Publisher::receive_only(peer, peer_tx.clone()).await?
+            None
         };
         let subscriber =
             Subscriber::new(peer, Arc::clone(&self.shared.receive), peer_tx.clone()).await?;
@@ -531,10 +532,13 @@ impl Dispatcher {
         if let Some(previous) = previous {
             previous.close().await;
         }
-        let sdp = media.publisher.create_offer().await?;
+        let Some(publisher) = &media.publisher else {
+            return Ok(false);
+        };
+        let sdp = publisher.create_offer().await?;
         self.signaling.webrtc_offer(call_id, &sdp).await?;
-        media.publisher.start_media();
-        Ok(())
+        publisher.start_media();
+        Ok(true)
     }
 
     async fn answer_subscriber(&self, call_id: &CallId, sdp: &str) -> Result<u32, MediaFailure> {

@@ -4,8 +4,8 @@
 //!   connected send the looped clips of [`crate::clip`] (Opus 50 packets/s; VP8 30 frames/s,
 //!   ~1.5 Mbit/s, packetized by webrtc-rs's VP8 payloader, marker bit on each frame's last
 //!   packet), each payload carrying the probe trailer of [`crate::media`]. A PLI or FIR from
-//!   the SFU makes the video sender jump to the clip's next keyframe. A receive-only member's
-//!   publisher ([`Publisher::receive_only`]) offers one `recvonly` section and sends nothing.
+//!   the SFU makes the video sender jump to the clip's next keyframe. A receive-only member
+//!   opens none.
 //! - [`Subscriber`]: the SFU offers, as often as its track set changes; we answer each offer and
 //!   count every received RTP packet per track in a shared [`ReceiveStats`].
 //!
@@ -418,28 +418,6 @@ impl Publisher {
         })
     }
 
-    /// A publisher connection that sends nothing, for a receive-only member: one `recvonly`
-    /// audio section, so that the offer has something to negotiate and ICE and DTLS run. Every
-    /// participant opens both connections (protocol §6): the SFU releases one whose publisher
-    /// connection has not connected within its connect timeout, however little it publishes.
-    pub async fn receive_only(
-        config: &PeerConfig,
-        events: mpsc::UnboundedSender<PeerEvent>,
-    ) -> Result<Publisher, PeerError> {
-        let inner = Pc::build(PeerTarget::Publisher, config, events, None).await?;
-        // No init = recvonly, with no sender and so no track to announce.
-        inner
-            .pc
-            .add_transceiver_from_kind(RtpCodecKind::Audio, None)
-            .await?;
-        Ok(Publisher {
-            inner,
-            tracks: Vec::new(),
-            stats: Arc::default(),
-            pumps: std::sync::Mutex::default(),
-        })
-    }
-
     /// Creates the offer and returns its SDP (with our candidates) for `webrtc_offer`.
     pub async fn create_offer(&self) -> Result<String, PeerError> {
         let offer = self.inner.pc.create_offer(None).await?;
@@ -453,8 +431,7 @@ impl Publisher {
         Ok(())
     }
 
-    /// Starts the synthetic audio and video senders (none on a
-    /// [`receive_only`](Self::receive_only) connection). They wait for the connection to be
+    /// Starts the synthetic audio and video senders. They wait for the connection to be
     /// connected, then pace themselves; packets refused by the connection are counted in
     /// [`SendStats::write_errors`]. Call once per connection: a second call starts a second
     /// set of senders.

@@ -137,7 +137,7 @@ enum Conn {
     Sfu {
         server: Arc<dyn RoomServer>,
         id: String,
-        publisher: Publisher,
+        publisher: Option<Publisher>,
         subscriber: Arc<tokio::sync::Mutex<Option<Subscriber>>>,
         task: tokio::task::JoinHandle<()>,
     },
@@ -167,7 +167,9 @@ impl Member {
             } => {
                 task.abort();
                 let _ = server.leave(&id).await;
-                let _ = publisher.close().await;
+                if let Some(p) = publisher {
+                    let _ = p.close().await;
+                }
                 if let Some(s) = subscriber.lock().await.take() {
                     let _ = s.close().await;
                 }
@@ -228,9 +230,9 @@ fn watch_peer(
     });
 }
 
-/// Joins one member to a room of the SFU: connects its publisher connection (sending media if
-/// `publish`, nothing otherwise, see [`Publisher::receive_only`]), and answers every
-/// subscriber offer, creating the subscriber connection on the first.
+/// Joins one member to a room of the SFU: publishes (if `publish`; a receive-only member opens
+/// no publisher connection), and answers every subscriber offer, creating the subscriber
+/// connection on the first.
 async fn join_sfu(
     server: Arc<dyn RoomServer>,
     room_name: &str,
@@ -291,26 +293,27 @@ async fn join_sfu(
             }
         })
     };
-    let setup = async {
-        let p = if publish {
-            Publisher::new(peer, name, video, peer_tx.clone()).await
-        } else {
-            Publisher::receive_only(peer, peer_tx.clone()).await
+    let publisher = if publish {
+        let setup = async {
+            let p = Publisher::new(peer, name, video, peer_tx.clone())
+                .await
+                .map_err(|e| e.to_string())?;
+            let offer = p.create_offer().await.map_err(|e| e.to_string())?;
+            let answer = server.publish(&id, offer).await?;
+            p.set_answer(answer).await.map_err(|e| e.to_string())?;
+            p.start_media();
+            Ok::<_, String>(p)
+        };
+        match setup.await {
+            Ok(p) => Some(p),
+            Err(e) => {
+                task.abort();
+                let _ = server.leave(&id).await;
+                return Err(format!("{id}: publish: {e}"));
+            }
         }
-        .map_err(|e| e.to_string())?;
-        let offer = p.create_offer().await.map_err(|e| e.to_string())?;
-        let answer = server.publish(&id, offer).await?;
-        p.set_answer(answer).await.map_err(|e| e.to_string())?;
-        p.start_media();
-        Ok::<_, String>(p)
-    };
-    let publisher = match setup.await {
-        Ok(p) => p,
-        Err(e) => {
-            task.abort();
-            let _ = server.leave(&id).await;
-            return Err(format!("{id}: publish: {e}"));
-        }
+    } else {
+        None
     };
     Ok((
         Conn::Sfu {
@@ -500,9 +503,9 @@ async fn join_room(
                     {
                         Ok((conn, receive)) => {
                             let send = match &conn {
-                                Conn::Sfu { publisher, .. } if publish => {
-                                    Some(Arc::clone(publisher.stats()))
-                                }
+                                Conn::Sfu {
+                                    publisher: Some(p), ..
+                                } => Some(Arc::clone(p.stats())),
                                 _ => None,
                             };
                             let m = Member {

@@ -122,8 +122,9 @@ async fn one_to_one_call(kind: CallKind) -> Result<()> {
     // address (counted on the clients' own sockets), never from the other client.
     for p in [&alice, &bob] {
         let media = p.media().context("call media vanished")?;
+        let publisher = media.publisher.as_ref().context("both publish")?;
         for (target, traffic) in [
-            (PeerTarget::Publisher, media.publisher.traffic()),
+            (PeerTarget::Publisher, publisher.traffic()),
             (PeerTarget::Subscriber, media.subscriber.traffic()),
         ] {
             let flows = traffic.flows();

@@ -2,13 +2,13 @@
 //! failures and media on every expected track.
 //!
 //! - `in_process_sfu_smoke_run`: the run library against Switchboard's SFU in this process,
-//!   with a connect timeout shorter than the run, so a member whose publisher connection never
-//!   connects (a receive-only one that did not open it) is released and fails the run.
+//!   with a connect timeout shorter than the run: the subscribers open no publisher
+//!   connection, and must not be released for it.
 //! - `binary_smoke_run`: the `loadtest` binary itself (`--target sfu --json`), which spawns
 //!   the `sfu-host` process, with a loss threshold, checking exit status and stdout JSON.
 //! - `switchboard_meeting_smoke_run`: 3 publishers and 1 subscriber as one group call through
-//!   an in-process Switchboard (sign-in, Socket.IO, SFU); everyone receives every other
-//!   publisher's audio and video.
+//!   an in-process Switchboard (sign-in, Socket.IO, SFU), with a 3 s connect timeout; everyone
+//!   receives every other publisher's audio and video.
 //! - `switchboard_room_larger_than_a_call`: a room larger than the server's call limit fails
 //!   with the server's `limit_exceeded` named in the report.
 
@@ -49,7 +49,7 @@ fn assert_healthy(report: &Value) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_process_sfu_smoke_run() {
     let sfu = InProcessSfu::start(SfuConfig {
-        connect_timeout: Duration::from_secs(2),
+        connect_timeout: Duration::from_secs(3),
         ..bench_sfu_config()
     })
     .await
@@ -128,9 +128,10 @@ fn binary_smoke_run() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn switchboard_meeting_smoke_run() {
-    let server = TestServer::start(switchboard::ServerConfig::for_tests())
-        .await
-        .expect("server starts");
+    let mut config = switchboard::ServerConfig::for_tests();
+    // Shorter than the run: the subscriber, which offers no publisher connection, stays.
+    config.limits.media_connect_timeout_secs = 3;
+    let server = TestServer::start(config).await.expect("server starts");
     let report = run_on(&server, 3, 1).await;
     let failures = report["failures"].as_array().expect("failures array");
     assert!(failures.is_empty(), "failures: {failures:#?}");

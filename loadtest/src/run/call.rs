@@ -256,8 +256,9 @@ fn failure(event: &ParticipantEvent) -> Option<String> {
 async fn publisher_stats(participant: &Participant) -> Option<Arc<SendStats>> {
     let deadline = tokio::time::Instant::now() + MEDIA_SETUP_TIMEOUT;
     loop {
-        if let Some(media) = participant.media() {
-            return Some(Arc::clone(media.publisher.stats()));
+        let media = participant.media();
+        if let Some(publisher) = media.as_ref().and_then(|m| m.publisher.as_ref()) {
+            return Some(Arc::clone(publisher.stats()));
         }
         if tokio::time::Instant::now() >= deadline {
             return None;

@@ -174,13 +174,21 @@ pub async fn describe(p: &Participant) -> String {
         None => out.push_str("  no call media\n"),
         Some(media) => {
             let (publisher_addr, subscriber_addr) = media.remote_addrs();
-            let sent = media.publisher.stats();
+            match &media.publisher {
+                None => out.push_str("  no publisher (receive-only)\n"),
+                Some(publisher) => {
+                    let sent = publisher.stats();
+                    out.push_str(&format!(
+                        "  publisher {:?} remote {publisher_addr:?}, sent audio {} video {} write errors {}\n",
+                        publisher.state(),
+                        sent.audio_packets.load(std::sync::atomic::Ordering::Relaxed),
+                        sent.video_packets.load(std::sync::atomic::Ordering::Relaxed),
+                        sent.write_errors.load(std::sync::atomic::Ordering::Relaxed),
+                    ));
+                }
+            }
             out.push_str(&format!(
-                "  publisher {:?} remote {publisher_addr:?}, sent audio {} video {} write errors {}\n  subscriber {:?} remote {subscriber_addr:?}\n",
-                media.publisher.state(),
-                sent.audio_packets.load(std::sync::atomic::Ordering::Relaxed),
-                sent.video_packets.load(std::sync::atomic::Ordering::Relaxed),
-                sent.write_errors.load(std::sync::atomic::Ordering::Relaxed),
+                "  subscriber {:?} remote {subscriber_addr:?}\n",
                 media.subscriber.state(),
             ));
             for track in media.remote_tracks() {
