@@ -81,10 +81,13 @@ async fn smoke_run(target: Target, publishers: usize, subscribers: usize) -> Val
     serde_json::to_value(&report).expect("report serialises")
 }
 
-/// A run through signaling, on the in-process `server`.
-async fn run_on(server: &TestServer, publishers: usize, subscribers: usize) -> Value {
+/// A run through signaling, on an in-process server started with `config` for it.
+async fn run_on(config: switchboard::ServerConfig, publishers: usize, subscribers: usize) -> Value {
+    let server = TestServer::start(config).await.expect("server starts");
     let url = server.base_url.clone();
-    smoke_run(Target::Switchboard { url }, publishers, subscribers).await
+    let report = smoke_run(Target::Switchboard { url }, publishers, subscribers).await;
+    server.stop().await.expect("server stops");
+    report
 }
 
 #[test]
@@ -131,8 +134,7 @@ async fn switchboard_meeting_smoke_run() {
     let mut config = switchboard::ServerConfig::for_tests();
     // Shorter than the run: the subscriber, which offers no publisher connection, stays.
     config.limits.media_connect_timeout_secs = 3;
-    let server = TestServer::start(config).await.expect("server starts");
-    let report = run_on(&server, 3, 1).await;
+    let report = run_on(config, 3, 1).await;
     let failures = report["failures"].as_array().expect("failures array");
     assert!(failures.is_empty(), "failures: {failures:#?}");
     assert_eq!(report["target"], "switchboard");
@@ -172,15 +174,13 @@ async fn switchboard_meeting_smoke_run() {
     assert_eq!(tracks.len(), expected.len(), "{tracks:#?}");
     assert_eq!(received, expected);
     assert!(report["forwarded_packets_per_second"].as_f64().unwrap() > 100.0);
-    server.stop().await.expect("server stops");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn switchboard_room_larger_than_a_call() {
     let mut config = switchboard::ServerConfig::for_tests();
     config.limits.max_participants_per_call = 3;
-    let server = TestServer::start(config).await.expect("server starts");
-    let report = run_on(&server, 2, 2).await;
+    let report = run_on(config, 2, 2).await;
     assert_eq!(report["joined"], 0, "{report:#}");
     assert_eq!(report["failed_joins"], 4);
     let failures = report["failures"].as_array().expect("failures array");
@@ -190,5 +190,4 @@ async fn switchboard_room_larger_than_a_call() {
         failure.contains("limit_exceeded") && failure.contains("--max-participants-per-call"),
         "{failure}"
     );
-    server.stop().await.expect("server stops");
 }
