@@ -111,6 +111,23 @@ impl State {
         }
     }
 
+    /// The call `call_id`, checked to be one `me` may act in (see [`CallEntry::check_socket`]).
+    fn call_of(&self, me: &Me, call_id: &CallId) -> Result<&CallEntry, SignalingError> {
+        let entry = self.calls.get(call_id).ok_or(SignalingError::UnknownCall)?;
+        entry.check_socket(me)?;
+        Ok(entry)
+    }
+
+    /// [`State::call_of`], mutable.
+    fn call_of_mut(&mut self, me: &Me, call_id: &CallId) -> Result<&mut CallEntry, SignalingError> {
+        let entry = self
+            .calls
+            .get_mut(call_id)
+            .ok_or(SignalingError::UnknownCall)?;
+        entry.check_socket(me)?;
+        Ok(entry)
+    }
+
     /// Every socket of `user` (an invitee rings on all of them).
     fn sockets_of(&self, user: &UserId) -> Vec<Sid> {
         self.presence.sockets_of(user).copied().collect()

@@ -166,11 +166,7 @@ impl Hub {
         me.check_may_call()?;
         let mut state = self.lock();
         Self::refuse_when_shutting_down(&state)?;
-        let entry = state
-            .calls
-            .get(&p.call_id)
-            .ok_or(SignalingError::UnknownCall)?;
-        entry.check_socket(me)?;
+        state.call_of(me, &p.call_id)?;
         let invitee = self.invitable(&state, me, &p.user_id)?;
         let entry = state.calls.get_mut(&p.call_id).expect("checked above");
         entry.call.invite(&me.user.id, invitee.clone())?;
@@ -390,11 +386,7 @@ impl Hub {
     ) -> Result<(), SignalingError> {
         let p: CallRef = payload::parse(value, self.config.max_payload_bytes)?;
         let mut state = self.lock();
-        let entry = state
-            .calls
-            .get_mut(&p.call_id)
-            .ok_or(SignalingError::UnknownCall)?;
-        entry.check_socket(me)?;
+        let entry = state.call_of_mut(me, &p.call_id)?;
         let departure = entry.call.reject(&me.user.id)?;
         info!(call_id = %p.call_id, user_id = %me.user.id, "call declined");
         ok_ack(ack, json!({}));
@@ -411,11 +403,7 @@ impl Hub {
     ) -> Result<(), SignalingError> {
         let p: EndCall = payload::parse(value, self.config.max_payload_bytes)?;
         let mut state = self.lock();
-        let entry = state
-            .calls
-            .get_mut(&p.call_id)
-            .ok_or(SignalingError::UnknownCall)?;
-        entry.check_socket(me)?;
+        let entry = state.call_of_mut(me, &p.call_id)?;
         let reason = p.reason.unwrap_or(HangupReason::Hangup);
         let departure = entry.call.leave(&me.user.id, reason)?;
         info!(call_id = %p.call_id, user_id = %me.user.id, ?departure, "participant left");

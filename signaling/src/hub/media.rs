@@ -28,11 +28,7 @@ impl Hub {
         with_seat: impl FnOnce(&mut Seat) -> Result<(), SignalingError>,
     ) -> Result<ParticipantId, SignalingError> {
         let mut state = self.lock();
-        let entry = state
-            .calls
-            .get_mut(call_id)
-            .ok_or(SignalingError::UnknownCall)?;
-        entry.check_socket(me)?;
+        let entry = state.call_of_mut(me, call_id)?;
         entry.call.check_media(&me.user.id)?;
         let seat = entry
             .seats
@@ -63,11 +59,7 @@ impl Hub {
         call_id: &CallId,
     ) -> Result<MutexGuard<'_, State>, SignalingError> {
         let state = self.lock();
-        let entry = state
-            .calls
-            .get(call_id)
-            .ok_or(SignalingError::UnknownCall)?;
-        entry.check_socket(me)?;
+        state.call_of(me, call_id)?;
         Ok(state)
     }
 
@@ -186,11 +178,7 @@ impl Hub {
     ) -> Result<(), SignalingError> {
         let p: MediaState = payload::parse(value, self.config.max_payload_bytes)?;
         let mut state = self.lock();
-        let entry = state
-            .calls
-            .get_mut(&p.call_id)
-            .ok_or(SignalingError::UnknownCall)?;
-        entry.check_socket(me)?;
+        let entry = state.call_of_mut(me, &p.call_id)?;
         entry.call.check_media(&me.user.id)?;
         if let Some(seat) = entry.seats.get_mut(&me.user.id) {
             seat.media_state = Some([p.audio, p.video, p.screen]);

@@ -130,11 +130,7 @@ impl Hub {
         let call_id = p.call_id;
         let kind = {
             let mut state = self.lock();
-            let entry = state
-                .calls
-                .get_mut(&call_id)
-                .ok_or(SignalingError::UnknownCall)?;
-            entry.check_socket(me)?;
+            let entry = state.call_of_mut(me, &call_id)?;
             if !me.identity.grants.record {
                 return Err(SignalingError::MissingGrant("record"));
             }
@@ -204,11 +200,7 @@ impl Hub {
         let call_id = p.call_id;
         let by = {
             let mut state = self.lock();
-            let entry = state
-                .calls
-                .get_mut(&call_id)
-                .ok_or(SignalingError::UnknownCall)?;
-            entry.check_socket(me)?;
+            let entry = state.call_of_mut(me, &call_id)?;
             let Some(RecState::Active { by }) = entry.recording.clone() else {
                 return Err(SignalingError::NotRecording);
             };
