@@ -60,6 +60,18 @@ async fn accept(client: &mut Client, call_id: &str) -> Value {
     client.expect("call_accepted").await
 }
 
+/// Alice calls Bob and Carol, and both accept: (alice, bob, carol, call_id).
+async fn three_in_a_call(server: &TestServer) -> (Client, Client, Client, String) {
+    let mut alice = server.user("Alice").await;
+    let mut bob = server.user("Bob").await;
+    let mut carol = server.user("Carol").await;
+    let call_id = ring_all(&mut alice, &mut [&mut bob, &mut carol]).await;
+    accept(&mut bob, &call_id).await;
+    alice.expect("call_accepted").await;
+    accept(&mut carol, &call_id).await;
+    (alice, bob, carol, call_id)
+}
+
 #[tokio::test]
 async fn a_group_call_grows_and_shrinks_and_ends_with_the_last_but_one() {
     let server = TestServer::start().await;
@@ -207,13 +219,7 @@ async fn a_group_call_grows_and_shrinks_and_ends_with_the_last_but_one() {
 #[tokio::test]
 async fn the_last_one_alone_hears_the_end() {
     let server = TestServer::start().await;
-    let mut alice = server.user("Alice").await;
-    let mut bob = server.user("Bob").await;
-    let mut carol = server.user("Carol").await;
-    let call_id = ring_all(&mut alice, &mut [&mut bob, &mut carol]).await;
-    accept(&mut bob, &call_id).await;
-    alice.expect("call_accepted").await;
-    accept(&mut carol, &call_id).await;
+    let (mut alice, mut bob, mut carol, call_id) = three_in_a_call(&server).await;
 
     let ack = carol
         .request("leave_call", json!({ "call_id": call_id }))
@@ -260,13 +266,7 @@ async fn declines_count_only_when_nobody_else_is_ringing() {
 #[tokio::test]
 async fn the_creator_ends_the_call_for_everyone_when_configured() {
     let server = TestServer::start_with(|config| config.creator_ends_call = true).await;
-    let mut alice = server.user("Alice").await;
-    let mut bob = server.user("Bob").await;
-    let mut carol = server.user("Carol").await;
-    let call_id = ring_all(&mut alice, &mut [&mut bob, &mut carol]).await;
-    accept(&mut bob, &call_id).await;
-    alice.expect("call_accepted").await;
-    accept(&mut carol, &call_id).await;
+    let (mut alice, mut bob, mut carol, call_id) = three_in_a_call(&server).await;
 
     let ack = alice
         .request("end_call", json!({ "call_id": call_id }))
