@@ -6,8 +6,10 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use rand::distr::{Alphanumeric, SampleString};
-use rtc::interceptor::{Registry, Slot};
-use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
+use rtc::interceptor::{NackGeneratorBuilder, NackResponderBuilder, Registry, Slot};
+use rtc::peer_connection::configuration::interceptor_registry::{
+    configure_rtcp_reports, configure_simulcast_extension_headers, configure_twcc_receiver_only,
+};
 use rtc::peer_connection::configuration::media_engine::MediaEngine;
 use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
@@ -16,12 +18,50 @@ use rtc::peer_connection::transport::{
     CandidateConfig, CandidateHostConfig, RTCDtlsRole, RTCIceCandidate,
 };
 use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
-use rtc::rtp_transceiver::rtp_sender::{RTCRtpHeaderExtensionCapability, RtpCodecKind};
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCPFeedback, RTCRtpHeaderExtensionCapability, RtpCodecKind,
+};
 use rtc::sansio::Protocol;
 use rtc::shared::error::Error as RtcError;
 
 use super::PubKey;
 use crate::{ParticipantId, PeerRole};
+
+/// Sent video packets kept per forwarded stream for NACK retransmission. webrtc-rs's default,
+/// 1024, is about 7 s of 1.5 Mbit/s video, with its slots allocated up front for every
+/// subscription; 256 keep about 1.8 s, longer than a retransmission is still worth having, for a
+/// quarter of the memory (docs/benchmarks.md, memory per participant).
+const NACK_BUFFER_PACKETS: u16 = 256;
+
+/// webrtc-rs's default chain (`register_default_interceptors`: NACK generation and response,
+/// TWCC feedback, RTCP sender/receiver reports) with a smaller retransmission buffer, plus our
+/// [`FeedbackToApplication`](super::feedback::FeedbackToApplication) so PLI/FIR/NACK/RR reach
+/// the engine.
+fn interceptors(media_engine: &mut MediaEngine) -> Result<Registry, RtcError> {
+    for parameter in ["", "pli"] {
+        media_engine.register_feedback(
+            RTCPFeedback {
+                typ: "nack".to_owned(),
+                parameter: parameter.to_owned(),
+            },
+            RtpCodecKind::Video,
+        );
+    }
+    let registry = Registry::new()
+        .with(
+            Slot::NackResponder,
+            NackResponderBuilder::new()
+                .with_size(NACK_BUFFER_PACKETS)
+                .build(),
+        )
+        .with(Slot::NackGenerator, NackGeneratorBuilder::new().build());
+    configure_simulcast_extension_headers(media_engine)?;
+    let registry = configure_twcc_receiver_only(registry, media_engine)?;
+    Ok(configure_rtcp_reports(registry).with(
+        Slot::Custom(super::feedback::SLOT),
+        super::feedback::FeedbackToApplication::default(),
+    ))
+}
 
 pub(crate) struct Connection {
     pub pc: RTCPeerConnection,
@@ -73,11 +113,7 @@ impl Connection {
                 None,
             )?;
         }
-        // NACK generation/response, RTCP sender/receiver reports, TWCC feedback.
-        let interceptors = register_default_interceptors(Registry::new(), &mut media_engine)?.with(
-            Slot::Custom(super::feedback::SLOT),
-            super::feedback::FeedbackToApplication::default(),
-        );
+        let interceptors = interceptors(&mut media_engine)?;
         let pc = RTCPeerConnectionBuilder::new()
             .with_configuration(RTCConfigurationBuilder::new().build())
             .with_setting_engine(settings)
