@@ -92,8 +92,6 @@ struct State {
     calls: HashMap<CallId, CallEntry>,
     /// The call each user is in (ringing or joined): the `busy` flag.
     user_calls: HashMap<UserId, CallId>,
-    /// SFU participant → its call and socket, to route [`SfuEvent`]s.
-    participants: HashMap<ParticipantId, (CallId, Sid)>,
     /// Connected sockets per client IP (IPs with none are removed).
     sockets_per_ip: HashMap<IpAddr, usize>,
     /// Per-user event bucket, shared by the user's sockets while they have one.
@@ -126,6 +124,20 @@ impl State {
             .ok_or(SignalingError::UnknownCall)?;
         entry.check_socket(me)?;
         Ok(entry)
+    }
+
+    /// The call and seat of an SFU participant whose member is still in the call (asked to
+    /// join the SFU room and not gone): how SFU events find their member. Reports about anyone
+    /// else are late and ignored.
+    fn seat_of(&mut self, participant: &ParticipantId) -> Option<(CallId, UserId, &mut Seat)> {
+        let (call_id, user_id) = recording::user_of(participant)?;
+        let seat = self
+            .calls
+            .get_mut(&call_id)?
+            .seats
+            .get_mut(&user_id)
+            .filter(|seat| seat.media_requested)?;
+        Some((call_id, user_id, seat))
     }
 
     /// Every socket of `user` (an invitee rings on all of them).

@@ -210,13 +210,7 @@ impl Hub {
         // Who joins the SFU room now: the accepter, and the caller when the call turns active.
         let (first, to_join) = {
             let mut state = self.lock();
-            let State {
-                calls,
-                participants,
-                ..
-            } = &mut *state;
-            let entry = calls.get_mut(&call_id).ok_or(SignalingError::UnknownCall)?;
-            entry.check_socket(me)?;
+            let entry = state.call_of_mut(me, &call_id)?;
             let first = entry.call.accept(&me.user.id)?;
             let mut to_join = vec![me.user.clone()];
             if first {
@@ -231,10 +225,6 @@ impl Hub {
             for user in &to_join {
                 if let Some(seat) = entry.seats.get_mut(&user.id) {
                     seat.media_requested = true;
-                    if let Some(sid) = seat.socket {
-                        participants
-                            .insert(participant_id(&call_id, &user.id), (call_id.clone(), sid));
-                    }
                 }
             }
             (first, to_join)
@@ -449,9 +439,6 @@ impl Hub {
                 if state.user_calls.get(&user.id) == Some(call_id) {
                     state.user_calls.remove(&user.id);
                 }
-                state
-                    .participants
-                    .remove(&participant_id(call_id, &user.id));
                 if seat.media_requested {
                     self.history.left(call_id, &user.id);
                     self.spawn_leave(call_id, [&user.id]);
@@ -496,7 +483,6 @@ impl Hub {
             if state.user_calls.get(user_id) == Some(call_id) {
                 state.user_calls.remove(user_id);
             }
-            state.participants.remove(&participant_id(call_id, user_id));
             let Some(seat) = entry.seats.get_mut(user_id) else {
                 continue;
             };

@@ -7,7 +7,7 @@ use switchboard_sfu::{ParticipantId, SfuEvent, SfuEvents, TrackKind};
 use tracing::{debug, warn};
 
 use super::recording::{self, user_of};
-use super::{emit, Hub, PublishedTrack, State};
+use super::{Hub, PublishedTrack, State};
 use crate::payload::TrackSource;
 use crate::CallId;
 
@@ -24,29 +24,19 @@ impl Hub {
         let mut state = self.lock();
         match event {
             SfuEvent::SubscriberOffer { participant, sdp } => {
-                let Some((call_id, sid)) = state.participants.get(&participant).cloned() else {
+                let Some((call_id, _, seat)) = state.seat_of(&participant) else {
                     debug!(%participant, "subscriber offer for a participant no longer in a call");
                     return;
                 };
                 // A late joiner is offered the call's tracks as soon as the SFU has it, which
                 // can be before `accept` has sent `call_accepted`: hold the offer until then.
-                let joining = state
-                    .calls
-                    .get_mut(&call_id)
-                    .zip(user_of(&participant))
-                    .and_then(|(entry, (_, user_id))| entry.seats.get_mut(&user_id))
-                    .filter(|seat| !seat.media_ready);
-                if let Some(seat) = joining {
+                if !seat.media_ready {
                     seat.held_offer = Some(sdp);
                     return;
                 }
-                if let Some(socket) = state.sockets.get(&sid) {
-                    emit(
-                        socket,
-                        "webrtc_offer",
-                        &json!({ "call_id": call_id, "target": "subscriber", "sdp": sdp }),
-                    );
-                }
+                let offer = json!({ "call_id": call_id, "target": "subscriber", "sdp": sdp });
+                let sid = seat.socket;
+                state.send(sid, "webrtc_offer", &offer);
             }
             SfuEvent::ParticipantFailed {
                 participant,
@@ -54,10 +44,8 @@ impl Hub {
             } => self.on_participant_failed(&mut state, &participant, &reason),
             SfuEvent::Connected { participant, role } => {
                 debug!(%participant, ?role, "media connected");
-                if state.participants.contains_key(&participant) {
-                    if let Some((call_id, user_id)) = user_of(&participant) {
-                        self.history.joined(&call_id, &user_id);
-                    }
+                if let Some((call_id, user_id, _)) = state.seat_of(&participant) {
+                    self.history.joined(&call_id, &user_id);
                 }
             }
             SfuEvent::PublicationAdded {
@@ -125,10 +113,8 @@ impl Hub {
                 ..
             } => {
                 // Aggregated per participant for the history; reports after the end are late.
-                if state.participants.contains_key(&participant) {
-                    if let Some((call_id, user_id)) = user_of(&participant) {
-                        self.history.quality(&call_id, &user_id, quality);
-                    }
+                if let Some((call_id, user_id, _)) = state.seat_of(&participant) {
+                    self.history.quality(&call_id, &user_id, quality);
                     self.relay_to_call(
                         &state,
                         &participant,
@@ -154,10 +140,7 @@ impl Hub {
     /// A member's media connection failed: they leave the call (which ends it if too few
     /// remain).
     fn on_participant_failed(&self, state: &mut State, participant: &ParticipantId, reason: &str) {
-        let Some((call_id, _)) = state.participants.get(participant).cloned() else {
-            return;
-        };
-        let Some((_, user_id)) = user_of(participant) else {
+        let Some((call_id, user_id, _)) = state.seat_of(participant) else {
             return;
         };
         warn!(%call_id, %participant, %reason, "media connection failed; the member leaves the call");
