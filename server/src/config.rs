@@ -35,10 +35,34 @@ pub struct ServerConfig {
     #[arg(long, env = "SWITCHBOARD_WEB_DIR", default_value = "web/public")]
     pub web_dir: PathBuf,
 
-    /// Secret that signs session tokens (at least 16 bytes). If absent, a random one is
-    /// generated and tokens do not survive a restart.
-    #[arg(long, env = "SWITCHBOARD_TOKEN_SECRET", hide_env_values = true)]
+    /// Secret that signs session tokens (at least 32 bytes; `openssl rand -base64 32`). If
+    /// neither this nor --token-secret-file is given, a random one is generated and tokens do
+    /// not survive a restart. Prefer --token-secret-file: argv and environment leak.
+    #[arg(
+        long,
+        env = "SWITCHBOARD_TOKEN_SECRET",
+        hide_env_values = true,
+        conflicts_with = "token_secret_file"
+    )]
     pub token_secret: Option<String>,
+
+    /// File holding the token secret, or one `kid=secret` line per key (the first signs,
+    /// every one verifies: rotation without logging everyone out). For systemd
+    /// `LoadCredential=` and Kubernetes secret volumes.
+    #[arg(long, env = "SWITCHBOARD_TOKEN_SECRET_FILE")]
+    pub token_secret_file: Option<PathBuf>,
+
+    /// Required `iss` claim of tokens (and set in issued ones).
+    #[arg(long, env = "SWITCHBOARD_TOKEN_ISSUER")]
+    pub token_issuer: Option<String>,
+
+    /// Required `aud` claim of tokens (and set in issued ones).
+    #[arg(long, env = "SWITCHBOARD_TOKEN_AUDIENCE")]
+    pub token_audience: Option<String>,
+
+    /// Tokens whose expiry is further away than this many seconds are refused.
+    #[arg(long, env = "SWITCHBOARD_TOKEN_MAX_LIFETIME_SECS", default_value_t = 24 * 60 * 60)]
+    pub token_max_lifetime_secs: u64,
 
     /// Seconds a call rings before it ends with `no_answer`.
     #[arg(long, env = "SWITCHBOARD_RING_TIMEOUT_SECS", default_value_t = 30)]
@@ -91,8 +115,28 @@ pub struct ServerConfig {
     #[arg(long, env = "SWITCHBOARD_RECORDING_MIN_FREE_MB", default_value_t = 512)]
     pub recording_min_free_mb: u64,
 
+    /// Serve `/metrics` on this separate address only (e.g. `127.0.0.1:9100`) instead of on
+    /// the public HTTP port.
+    #[arg(long, env = "SWITCHBOARD_METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
+
     #[command(flatten)]
     pub limits: LimitFlags,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Subcommands besides serving (the default).
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// Ask the server at --http-addr (loopback when it binds all addresses) whether it is
+    /// ready; exit 0 if so, 1 if not. For container HEALTHCHECKs (the image has no curl).
+    Healthcheck {
+        /// The path to ask: `/readyz` (readiness) or `/healthz` (liveness).
+        #[arg(long, default_value = "/readyz")]
+        path: String,
+    },
 }
 
 /// Abuse limits (docs/security.md §4 lists them with their codes).
@@ -212,6 +256,10 @@ impl ServerConfig {
             public_ip: None,
             web_dir: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../web/public")),
             token_secret: Some("switchboard-test-secret-not-for-production".into()),
+            token_secret_file: None,
+            token_issuer: None,
+            token_audience: None,
+            token_max_lifetime_secs: 24 * 60 * 60,
             ring_timeout_secs: 5,
             creator_ends_call: false,
             log_format: LogFormat::Text,
@@ -226,7 +274,9 @@ impl ServerConfig {
             ),
             recording_dir: test_scratch.join("recordings"),
             recording_min_free_mb: 1,
+            metrics_addr: None,
             limits: LimitFlags::default(),
+            command: None,
         }
     }
 
@@ -244,11 +294,14 @@ impl ServerConfig {
         if self.ring_timeout_secs == 0 {
             return Err("ring timeout must be at least 1 s".into());
         }
-        if self.production && self.token_secret.is_none() {
+        if self.production && self.token_secret.is_none() && self.token_secret_file.is_none() {
             return Err(
-                "production mode needs a token secret (--token-secret / SWITCHBOARD_TOKEN_SECRET)"
+                "production mode needs a token secret: --token-secret-file (or --token-secret / SWITCHBOARD_TOKEN_SECRET); generate one with `openssl rand -base64 32`"
                     .into(),
             );
+        }
+        if self.token_max_lifetime_secs < 60 {
+            return Err("token max lifetime must be at least 60 s".into());
         }
         for origin in &self.allowed_origins {
             if origin != "*" && !crate::origin::is_origin(origin) {
@@ -260,15 +313,40 @@ impl ServerConfig {
         if self.limits.strike_forgiveness_secs == 0 || self.limits.media_connect_timeout_secs == 0 {
             return Err("strike forgiveness and media connect timeout must be at least 1 s".into());
         }
-        if let Some(secret) = &self.token_secret {
-            if secret.len() < switchboard_signaling::SignalingConfig::MIN_SECRET_LEN {
-                return Err(format!(
-                    "token secret must be at least {} bytes",
-                    switchboard_signaling::SignalingConfig::MIN_SECRET_LEN
-                ));
-            }
-        }
+        self.token_keys()?;
         Ok(())
+    }
+
+    /// The configured token keys (the first signs): from --token-secret-file, or
+    /// --token-secret without a key id, or none (a random secret will be used). Each is
+    /// checked for strength (placeholders and low entropy are refused in production).
+    pub fn token_keys(&self) -> Result<Vec<switchboard_signaling::identity::TokenKey>, String> {
+        let keys = match (&self.token_secret, &self.token_secret_file) {
+            (_, Some(path)) => crate::secrets::read_key_file(path).map_err(|e| e.to_string())?,
+            (Some(secret), None) => vec![switchboard_signaling::identity::TokenKey {
+                kid: None,
+                secret: secret.as_bytes().to_vec(),
+            }],
+            (None, None) => Vec::new(),
+        };
+        for key in &keys {
+            let what = match &key.kid {
+                Some(kid) => format!("token secret `{kid}`"),
+                None => "the token secret".to_owned(),
+            };
+            crate::secrets::check_strength(&what, &key.secret, self.production)
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(keys)
+    }
+
+    /// `iss`/`aud` checks and the lifetime cap for tokens.
+    pub fn token_policy(&self) -> switchboard_signaling::identity::TokenPolicy {
+        switchboard_signaling::identity::TokenPolicy {
+            issuer: self.token_issuer.clone(),
+            audience: self.token_audience.clone(),
+            max_lifetime: Duration::from_secs(self.token_max_lifetime_secs),
+        }
     }
 }
 
@@ -305,7 +383,7 @@ mod tests {
             "--web-dir",
             "/srv/web",
             "--token-secret",
-            "0123456789abcdef0123",
+            "0123456789abcdef0123456789abcdef",
             "--ring-timeout-secs",
             "12",
             "--log-format",

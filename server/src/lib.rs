@@ -15,9 +15,11 @@
 //! connections to finish.
 
 pub mod config;
+pub mod health;
 pub mod metrics;
 pub mod origin;
 pub mod recordings_http;
+pub mod secrets;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -25,7 +27,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use axum::routing::get;
 use axum::Router;
 use switchboard_sfu::{Sfu, SfuConfig};
 use switchboard_signaling::history::{HistoryConfig, HistoryStore, Timestamp};
@@ -47,6 +48,9 @@ pub struct Server {
     signaling: Signaling,
     history: HistoryStore,
     app: Router,
+    health: health::Health,
+    metrics_listener: Option<tokio::net::TcpListener>,
+    scrape_sources: metrics::ScrapeSources,
 }
 
 impl Server {
@@ -54,10 +58,11 @@ impl Server {
     pub async fn bind(config: ServerConfig) -> anyhow::Result<Server> {
         config.validate().map_err(anyhow::Error::msg)?;
 
-        let token_secret = match &config.token_secret {
-            Some(secret) => secret.as_bytes().to_vec(),
+        let token_keys = config.token_keys().map_err(anyhow::Error::msg)?;
+        let token_secret = match token_keys.first() {
+            Some(key) => key.secret.clone(),
             None => {
-                warn!("no token secret configured (--token-secret / SWITCHBOARD_TOKEN_SECRET): using a random one; sessions will not survive a restart");
+                warn!("no token secret configured (--token-secret-file / --token-secret): using a random one; sessions will not survive a restart");
                 let secret: [u8; 32] = rand::random();
                 secret.to_vec()
             }
@@ -69,6 +74,8 @@ impl Server {
             trust_forwarded_for: config.trust_forwarded_for,
             creator_ends_call: config.creator_ends_call,
             limits: config.limits.signaling(),
+            token_keys,
+            token_policy: config.token_policy(),
             ..SignalingConfig::with_secret(token_secret)
         };
         if config.production {
@@ -125,20 +132,31 @@ impl Server {
         if !config.web_dir.join("index.html").is_file() {
             warn!(web_dir = %config.web_dir.display(), "web directory has no index.html; / will be 404");
         }
+        let health = health::Health::new(sfu.clone(), history.clone());
+        let scrape_sources = metrics::ScrapeSources {
+            signaling: signaling.clone(),
+            health: health.clone(),
+            recording_dir: config.recording_dir.clone(),
+            recording_floor_bytes: config.recording_min_free_mb.saturating_mul(1024 * 1024),
+        };
         let origins = Arc::new(origin::OriginPolicy {
             allowed: config.allowed_origins.clone(),
             allow_localhost: !config.production,
         });
         // Layers run outside-in: the origin check sees every request, Socket.IO included.
         let app = Router::new()
-            .route("/healthz", get(|| async { "ok" }))
+            .merge(health::router(health.clone()))
             .merge(signaling.router())
             .merge(switchboard_signaling::history::http::router(
                 history.clone(),
                 verify.clone(),
             ))
             .merge(recordings_http::router(history.clone(), verify))
-            .merge(metrics::router(signaling.clone()))
+            .merge(match config.metrics_addr {
+                // With a metrics listener, the public port does not serve /metrics.
+                Some(_) => Router::new(),
+                None => metrics::router(scrape_sources.clone()),
+            })
             .fallback_service(ServeDir::new(&config.web_dir))
             .layer(socketio)
             .layer(axum::middleware::from_fn_with_state(origins, origin::check))
@@ -148,6 +166,14 @@ impl Server {
             .await
             .with_context(|| format!("binding HTTP on {}", config.http_addr))?;
         let http_addr = listener.local_addr()?;
+        let metrics_listener = match config.metrics_addr {
+            Some(addr) => Some(
+                tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("binding metrics on {addr}"))?,
+            ),
+            None => None,
+        };
 
         Ok(Server {
             listener,
@@ -156,6 +182,9 @@ impl Server {
             signaling,
             history,
             app,
+            health,
+            metrics_listener,
+            scrape_sources,
         })
     }
 
@@ -167,6 +196,13 @@ impl Server {
     /// The bound media UDP address.
     pub fn media_addr(&self) -> SocketAddr {
         self.sfu.media_addr()
+    }
+
+    /// The bound metrics address, when --metrics-addr is set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener
+            .as_ref()
+            .and_then(|listener| listener.local_addr().ok())
     }
 
     /// The SFU handle, e.g. for its counters.
@@ -191,12 +227,25 @@ impl Server {
             signaling,
             history,
             app,
+            health,
+            metrics_listener,
+            scrape_sources,
         } = self;
         info!(%http_addr, media_addr = %sfu.media_addr(), "serving");
+        if let Some(listener) = metrics_listener {
+            // Lives as long as the process: Prometheus may scrape until the very end.
+            let metrics_app = metrics::router(scrape_sources);
+            tokio::spawn(async move {
+                if let Err(error) = axum::serve(listener, metrics_app).await {
+                    warn!(%error, "metrics listener failed");
+                }
+            });
+        }
 
         let (drained_tx, drained_rx) = tokio::sync::oneshot::channel::<()>();
         let graceful = async move {
             shutdown.await;
+            health.set_draining();
             info!("shutting down: ending calls and closing connections");
             signaling.shutdown().await;
             sfu.shutdown().await;

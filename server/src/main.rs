@@ -8,6 +8,15 @@ use tracing_subscriber::EnvFilter;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = ServerConfig::parse();
+    if let Some(switchboard::config::Command::Healthcheck { path }) = &config.command {
+        return match switchboard::health::check(config.http_addr, path).await {
+            Ok(()) => Ok(()),
+            Err(error) => {
+                eprintln!("unhealthy: {error:#}");
+                std::process::exit(1);
+            }
+        };
+    }
     init_logging(config.log_format);
 
     let server = Server::bind(config).await.context("starting switchboard")?;

@@ -34,6 +34,19 @@ struct ScrapeGauges {
     connections: IntGauge,
     online_users: IntGauge,
     calls: IntGaugeVec,
+    media_responsive: IntGauge,
+    disk_free: IntGauge,
+    disk_floor: IntGauge,
+}
+
+/// What a scrape looks at besides signaling: the media task (for the stalled-media alert)
+/// and the recording directory's free space (for the disk-floor alert).
+#[derive(Clone)]
+pub struct ScrapeSources {
+    pub signaling: Signaling,
+    pub health: crate::health::Health,
+    pub recording_dir: std::path::PathBuf,
+    pub recording_floor_bytes: u64,
 }
 
 fn scrape_gauges() -> &'static ScrapeGauges {
@@ -56,26 +69,59 @@ fn scrape_gauges() -> &'static ScrapeGauges {
                 &["state"],
             )
             .expect("valid metric"),
+            media_responsive: IntGauge::new(
+                "switchboard_media_task_responsive",
+                "1 when the media task answered within 2 s at this scrape, else 0.",
+            )
+            .expect("valid metric"),
+            disk_free: IntGauge::new(
+                "switchboard_recording_disk_free_bytes",
+                "Free space available in the recording directory (-1 when unknown).",
+            )
+            .expect("valid metric"),
+            disk_floor: IntGauge::new(
+                "switchboard_recording_disk_floor_bytes",
+                "Recordings stop below this much free space (--recording-min-free-mb).",
+            )
+            .expect("valid metric"),
         };
         // Registration only fails on a duplicate name, which this OnceLock rules out.
         let _ = registry.register(Box::new(gauges.connections.clone()));
         let _ = registry.register(Box::new(gauges.online_users.clone()));
         let _ = registry.register(Box::new(gauges.calls.clone()));
+        let _ = registry.register(Box::new(gauges.media_responsive.clone()));
+        let _ = registry.register(Box::new(gauges.disk_free.clone()));
+        let _ = registry.register(Box::new(gauges.disk_floor.clone()));
         gauges
     })
 }
 
-pub fn router(signaling: Signaling) -> Router {
+pub fn router(sources: ScrapeSources) -> Router {
     switchboard_signaling::metrics::init();
     scrape_gauges();
     Router::new()
         .route("/metrics", get(scrape))
-        .with_state(signaling)
+        .with_state(sources)
 }
 
-async fn scrape(State(signaling): State<Signaling>) -> impl IntoResponse {
-    let stats = signaling.stats();
+async fn scrape(State(sources): State<ScrapeSources>) -> impl IntoResponse {
+    let stats = sources.signaling.stats();
     let gauges = scrape_gauges();
+    gauges
+        .media_responsive
+        .set(i64::from(sources.health.media_alive().await.is_ok()));
+    // A statvfs: cheap, but a filesystem call, so off the async workers.
+    let directory = sources.recording_dir.clone();
+    let free = tokio::task::spawn_blocking(move || available_space(&directory))
+        .await
+        .ok()
+        .flatten();
+    gauges
+        .disk_free
+        .set(free.map_or(-1, |bytes| i64::try_from(bytes).unwrap_or(i64::MAX)));
+    gauges
+        .disk_floor
+        .set(i64::try_from(sources.recording_floor_bytes).unwrap_or(i64::MAX));
     gauges.connections.set(stats.sockets as i64);
     gauges.online_users.set(stats.online_users as i64);
     gauges
@@ -97,4 +143,14 @@ async fn scrape(State(signaling): State<Signaling>) -> impl IntoResponse {
             .into_response(),
         Err(error) => (StatusCode::INTERNAL_SERVER_ERROR, error.to_string()).into_response(),
     }
+}
+
+/// Free space for the recording directory, or for its nearest existing parent (it is created
+/// at the first recording).
+fn available_space(directory: &std::path::Path) -> Option<u64> {
+    directory
+        .ancestors()
+        .filter(|dir| !dir.as_os_str().is_empty())
+        .find_map(|dir| fs4::available_space(dir).ok())
+        .or_else(|| fs4::available_space(".").ok())
 }

@@ -12,6 +12,11 @@ pub struct SignalingConfig {
     pub token_secret: Vec<u8>,
     /// Lifetime of an issued session token.
     pub token_lifetime: Duration,
+    /// Keys with ids for rotation: the first signs, any verifies. When empty,
+    /// `token_secret` alone signs and verifies (without a `kid`).
+    pub token_keys: Vec<crate::identity::TokenKey>,
+    /// `iss`/`aud` checks and the longest accepted token lifetime.
+    pub token_policy: crate::identity::TokenPolicy,
     /// Largest accepted client event payload (JSON, SDP included).
     pub max_payload_bytes: usize,
     /// Serve the open demo sign-in (`POST /api/session`), which gives anyone a token with
@@ -123,6 +128,8 @@ impl std::fmt::Debug for SignalingConfig {
             .field("ring_timeout", &self.ring_timeout)
             .field("token_secret", &"<redacted>")
             .field("token_lifetime", &self.token_lifetime)
+            .field("token_keys", &self.token_keys)
+            .field("token_policy", &self.token_policy)
             .field("max_payload_bytes", &self.max_payload_bytes)
             .field("demo_sign_in", &self.demo_sign_in)
             .field("trust_forwarded_for", &self.trust_forwarded_for)
@@ -150,7 +157,14 @@ impl SignalingConfig {
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.token_secret.len() < Self::MIN_SECRET_LEN {
+        let shortest = self
+            .token_keys
+            .iter()
+            .map(|key| key.secret.len())
+            .chain(std::iter::once(self.token_secret.len()))
+            .min()
+            .unwrap_or(0);
+        if shortest < Self::MIN_SECRET_LEN {
             return Err(ConfigError(format!(
                 "token_secret must be at least {} bytes",
                 Self::MIN_SECRET_LEN
@@ -179,6 +193,8 @@ impl Default for SignalingConfig {
             ring_timeout: Duration::from_secs(30),
             token_secret: Vec::new(),
             token_lifetime: Duration::from_secs(12 * 60 * 60),
+            token_keys: Vec::new(),
+            token_policy: crate::identity::TokenPolicy::default(),
             max_payload_bytes: 64 * 1024,
             demo_sign_in: true,
             trust_forwarded_for: false,

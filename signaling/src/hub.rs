@@ -278,7 +278,17 @@ fn user_json(user: &User) -> Value {
 
 impl Hub {
     pub fn new(config: SignalingConfig, sfu: Sfu) -> Self {
-        let tokens = TokenIssuer::new(&config.token_secret, config.token_lifetime);
+        let secret_only = [crate::identity::TokenKey {
+            kid: None,
+            secret: config.token_secret.clone(),
+        }];
+        let keys = if config.token_keys.is_empty() {
+            &secret_only[..]
+        } else {
+            &config.token_keys[..]
+        };
+        let tokens =
+            TokenIssuer::with_keys(keys, config.token_lifetime, config.token_policy.clone());
         Self {
             config,
             tokens,

@@ -2,8 +2,10 @@
 //!
 //! A token is a JWT signed with HMAC-SHA256 and the server's secret. Claims (docs/security.md
 //! §2 is the reference an application backend mints against):
-//! `sub` (user id, 1–128 bytes), `name` (display name), `exp` (seconds since the epoch) and
-//! `grants` (what the bearer may do; absent or empty means nothing beyond being online).
+//! `sub` (user id, 1–128 bytes of `[A-Za-z0-9._:@-]`), `name` (display name), `exp` (seconds
+//! since the epoch, at most [`TokenPolicy::max_lifetime`] ahead), optional `nbf`, `iss` and
+//! `aud` (checked when configured) and `grants` (what the bearer may do; absent or empty means
+//! nothing beyond being online). Several keys may verify at once, chosen by the header's `kid`.
 //! The demo sign-in (`POST /api/session`) issues [`Grants::full`].
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -179,20 +181,98 @@ impl Identity {
     }
 }
 
-/// Issues and verifies session tokens with one HS256 secret.
+/// One HS256 key. `kid` names it in the JWT header so that a secret can be rotated: a new
+/// key signs while the old one still verifies the tokens already handed out.
+#[derive(Clone)]
+pub struct TokenKey {
+    pub kid: Option<String>,
+    pub secret: Vec<u8>,
+}
+
+impl std::fmt::Debug for TokenKey {
+    // Hand-written so the secret never ends up in logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenKey")
+            .field("kid", &self.kid)
+            .field("secret", &"<redacted>")
+            .finish()
+    }
+}
+
+/// Most keys verified at once (rotation needs two or three; a bound keeps the work a token
+/// without `kid` can cause small).
+pub const MAX_TOKEN_KEYS: usize = 8;
+
+/// How tokens are checked beyond their signature (finding 23 of the security review).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenPolicy {
+    /// Required `iss`, when set (issued tokens carry it).
+    pub issuer: Option<String>,
+    /// Required `aud`, when set (issued tokens carry it). When unset, `aud` is not checked.
+    pub audience: Option<String>,
+    /// Tokens whose `exp` is further away than this are refused: a leaked token cannot be
+    /// valid for years.
+    pub max_lifetime: Duration,
+}
+
+impl Default for TokenPolicy {
+    fn default() -> Self {
+        Self {
+            issuer: None,
+            audience: None,
+            max_lifetime: Duration::from_secs(24 * 60 * 60),
+        }
+    }
+}
+
+/// Tokens signed by the first key, verified by any.
+#[derive(Clone)]
+struct Keys {
+    kid: Option<String>,
+    encoding: EncodingKey,
+    /// Every key (the signing one first) with its id.
+    decoding: Vec<(Option<String>, DecodingKey)>,
+}
+
+/// Issues and verifies session tokens with HS256 keys.
 #[derive(Clone)]
 pub struct TokenIssuer {
-    encoding: EncodingKey,
-    decoding: DecodingKey,
+    keys: std::sync::Arc<Keys>,
     lifetime: Duration,
+    policy: TokenPolicy,
 }
 
 impl TokenIssuer {
     pub fn new(secret: &[u8], lifetime: Duration) -> Self {
-        Self {
-            encoding: EncodingKey::from_secret(secret),
-            decoding: DecodingKey::from_secret(secret),
+        Self::with_keys(
+            &[TokenKey {
+                kid: None,
+                secret: secret.to_vec(),
+            }],
             lifetime,
+            TokenPolicy::default(),
+        )
+    }
+
+    /// Signs with `keys[0]` (its `kid` in the header), verifies with any of `keys` (the one
+    /// a token's `kid` names, or each in turn for a token without `kid`), under `policy`.
+    /// `keys` must not be empty; only the first [`MAX_TOKEN_KEYS`] are used.
+    pub fn with_keys(keys: &[TokenKey], lifetime: Duration, policy: TokenPolicy) -> Self {
+        let first = keys.first().expect("at least one token key");
+        let decoding = keys
+            .iter()
+            .take(MAX_TOKEN_KEYS)
+            .map(|key| (key.kid.clone(), DecodingKey::from_secret(&key.secret)))
+            .collect();
+        Self {
+            keys: std::sync::Arc::new(Keys {
+                kid: first.kid.clone(),
+                encoding: EncodingKey::from_secret(&first.secret),
+                decoding,
+            }),
+            // Issued tokens respect the policy's cap too.
+            lifetime: lifetime.min(policy.max_lifetime),
+            policy,
         }
     }
 
@@ -224,10 +304,27 @@ impl TokenIssuer {
     }
 
     /// Signs arbitrary claims, as an application backend would.
+    /// The signing key's `kid`, and the policy's `iss`/`aud` when set, are added.
     pub fn sign(&self, claims: &Claims) -> String {
+        #[derive(Serialize)]
+        struct WithPolicy<'a> {
+            #[serde(flatten)]
+            claims: &'a Claims,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            iss: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            aud: Option<&'a str>,
+        }
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = self.keys.kid.clone();
+        let body = WithPolicy {
+            claims,
+            iss: self.policy.issuer.as_deref(),
+            aud: self.policy.audience.as_deref(),
+        };
         // Encoding HS256 with a valid key cannot fail: it only serializes the claims and
         // computes an HMAC.
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &self.encoding)
+        jsonwebtoken::encode(&header, &body, &self.keys.encoding)
             .expect("HS256 encoding of plain claims is infallible")
     }
 
@@ -248,16 +345,50 @@ impl TokenIssuer {
         }
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 0;
-        validation.set_required_spec_claims(&["exp", "sub"]);
-        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation).map_err(
-            |e| match e.kind() {
-                ErrorKind::ExpiredSignature => TokenError::Expired,
-                _ => TokenError::Invalid,
-            },
-        )?;
-        let claims = data.claims;
+        // A token that is not valid yet is not valid (jsonwebtoken's default skips `nbf`).
+        validation.validate_nbf = true;
+        let mut required = vec!["exp", "sub"];
+        if let Some(issuer) = &self.policy.issuer {
+            validation.set_issuer(&[issuer]);
+            required.push("iss");
+        }
+        match &self.policy.audience {
+            Some(audience) => {
+                validation.set_audience(&[audience]);
+                required.push("aud");
+            }
+            // Without a configured audience, a token that names one is not refused for it.
+            None => validation.validate_aud = false,
+        }
+        validation.set_required_spec_claims(&required);
+        let kid = jsonwebtoken::decode_header(token)
+            .map_err(|_| TokenError::Invalid)?
+            .kid;
+        let mut result = Err(TokenError::Invalid);
+        for (key_id, key) in &self.keys.decoding {
+            // A token naming a key is checked with that key only.
+            if kid.is_some() && kid != *key_id {
+                continue;
+            }
+            result = jsonwebtoken::decode::<Claims>(token, key, &validation).map_err(|e| {
+                match e.kind() {
+                    ErrorKind::ExpiredSignature => TokenError::Expired,
+                    _ => TokenError::Invalid,
+                }
+            });
+            if !matches!(
+                result,
+                Err(TokenError::Invalid) if kid.is_none()
+            ) {
+                break;
+            }
+        }
+        let claims = result?.claims;
         let name = validate_name(&claims.name).map_err(|_| TokenError::Invalid)?;
-        if claims.sub.is_empty() || claims.sub.len() > MAX_SUB_LEN {
+        if !is_valid_sub(&claims.sub) {
+            return Err(TokenError::Invalid);
+        }
+        if claims.exp.saturating_sub(unix_now()) > self.policy.max_lifetime.as_secs() {
             return Err(TokenError::Invalid);
         }
         if claims
@@ -288,6 +419,17 @@ impl TokenIssuer {
             grants: Grants::full(),
         })
     }
+}
+
+/// Whether `sub` is an acceptable user id: 1–[`MAX_SUB_LEN`] bytes of `[A-Za-z0-9._:@-]`.
+/// The id becomes the SFU stream label that is written raw into other members' SDP
+/// (`a=msid:`), so spaces and line breaks would inject SDP (security review finding 19).
+pub fn is_valid_sub(sub: &str) -> bool {
+    !sub.is_empty()
+        && sub.len() <= MAX_SUB_LEN
+        && sub
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'@' | b'-'))
 }
 
 /// Seconds since the Unix epoch (0 if the clock is before it).
@@ -450,5 +592,130 @@ mod tests {
         )
         .unwrap();
         assert_eq!(issuer.verify(Some(&t)), Err(TokenError::Invalid));
+    }
+
+    fn key(kid: &str, secret: &[u8]) -> TokenKey {
+        TokenKey {
+            kid: Some(kid.into()),
+            secret: secret.to_vec(),
+        }
+    }
+
+    #[test]
+    fn rotated_keys_sign_with_the_first_and_verify_with_any() {
+        let old = TokenIssuer::with_keys(
+            &[key("2026-11", b"old-secret-old-secret-old-secret!")],
+            Duration::from_secs(3600),
+            TokenPolicy::default(),
+        );
+        let rotated = TokenIssuer::with_keys(
+            &[
+                key("2026-12", b"new-secret-new-secret-new-secret!"),
+                key("2026-11", b"old-secret-old-secret-old-secret!"),
+            ],
+            Duration::from_secs(3600),
+            TokenPolicy::default(),
+        );
+        let (old_token, user) = old.issue("Ann").unwrap();
+        assert_eq!(
+            jsonwebtoken::decode_header(&old_token).unwrap().kid.as_deref(),
+            Some("2026-11")
+        );
+        // Tokens handed out before the rotation stay valid.
+        assert_eq!(rotated.verify(Some(&old_token)).unwrap(), user);
+        let (new_token, _) = rotated.issue("Ann").unwrap();
+        assert_eq!(
+            jsonwebtoken::decode_header(&new_token).unwrap().kid.as_deref(),
+            Some("2026-12")
+        );
+        // Once the old key is removed, its tokens stop working.
+        assert_eq!(old.verify(Some(&new_token)), Err(TokenError::Invalid));
+        // A token naming an unknown key, or a key that did not sign it, is refused.
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some("2026-11".into());
+        let forged = jsonwebtoken::encode(
+            &header,
+            &claims(Grants::full()),
+            &EncodingKey::from_secret(b"new-secret-new-secret-new-secret!"),
+        )
+        .unwrap();
+        assert_eq!(rotated.verify(Some(&forged)), Err(TokenError::Invalid));
+        // A backend's token without `kid` is tried against each key.
+        let bare = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims(Grants::full()),
+            &EncodingKey::from_secret(b"old-secret-old-secret-old-secret!"),
+        )
+        .unwrap();
+        assert!(rotated.verify(Some(&bare)).is_ok());
+    }
+
+    fn encode_json(value: serde_json::Value) -> String {
+        jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &value,
+            &EncodingKey::from_secret(b"0123456789abcdef0123456789abcdef"),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn nbf_lifetime_issuer_and_audience_are_enforced() {
+        let issuer = issuer();
+        let now = unix_now();
+        let future = encode_json(
+            serde_json::json!({"sub": "u", "name": "N", "exp": now + 600, "nbf": now + 300}),
+        );
+        assert_eq!(issuer.verify(Some(&future)), Err(TokenError::Invalid));
+        let forever =
+            encode_json(serde_json::json!({"sub": "u", "name": "N", "exp": 4_102_444_800u64}));
+        assert_eq!(issuer.verify(Some(&forever)), Err(TokenError::Invalid));
+        // Without a configured audience, a token naming one is accepted.
+        let with_aud =
+            encode_json(serde_json::json!({"sub": "u", "name": "N", "exp": now + 60, "aud": "x"}));
+        assert!(issuer.verify(Some(&with_aud)).is_ok());
+
+        let strict = TokenIssuer::with_keys(
+            &[TokenKey {
+                kid: None,
+                secret: b"0123456789abcdef0123456789abcdef".to_vec(),
+            }],
+            Duration::from_secs(3600),
+            TokenPolicy {
+                issuer: Some("https://auth.example".into()),
+                audience: Some("switchboard".into()),
+                max_lifetime: Duration::from_secs(7200),
+            },
+        );
+        let (token, _) = strict.issue("Ida").unwrap();
+        assert!(strict.verify(Some(&token)).is_ok());
+        for claims in [
+            serde_json::json!({"sub": "u", "name": "N", "exp": now + 60}),
+            serde_json::json!({"sub": "u", "name": "N", "exp": now + 60,
+                "iss": "https://auth.example", "aud": "other"}),
+            serde_json::json!({"sub": "u", "name": "N", "exp": now + 60,
+                "iss": "https://evil.example", "aud": "switchboard"}),
+            serde_json::json!({"sub": "u", "name": "N", "exp": now + 7300,
+                "iss": "https://auth.example", "aud": "switchboard"}),
+        ] {
+            assert_eq!(
+                strict.verify(Some(&encode_json(claims.clone()))),
+                Err(TokenError::Invalid),
+                "{claims}"
+            );
+        }
+        let good = encode_json(serde_json::json!({"sub": "u", "name": "N", "exp": now + 60,
+            "iss": "https://auth.example", "aud": "switchboard"}));
+        assert!(strict.verify(Some(&good)).is_ok());
+    }
+
+    #[test]
+    fn sub_charset_is_restricted() {
+        for good in ["u", "alice@example.com", "org:42", "a.b_c-d", &"x".repeat(MAX_SUB_LEN)] {
+            assert!(is_valid_sub(good), "{good}");
+        }
+        for bad in ["", "bob evil", "bob\r\na=ssrc:1", "é", "a/b", &"x".repeat(MAX_SUB_LEN + 1)] {
+            assert!(!is_valid_sub(bad), "{bad:?}");
+        }
     }
 }
