@@ -20,6 +20,7 @@ use tokio::sync::{broadcast, Notify};
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::media_stream::track_local::TrackLocal;
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
+use webrtc::media_stream::Track;
 use webrtc::peer_connection::{
     PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCIceGatheringState,
 };
@@ -279,4 +280,93 @@ async fn raw_publisher(
         .await
         .unwrap();
     (client, video)
+}
+
+/// Finding 3: a publisher whose VP8 sequence number advances by 32,766 per packet (~2,000
+/// packets/s). Its subscribers get a continuous sequence (no gap storm for their NACK logic)
+/// and another call on the same SFU keeps its packet rate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publisher_jumping_its_sequence_numbers_neither_reaches_subscribers_nor_slows_another_call(
+) {
+    let (sfu, events) = start_sfu().await;
+    let room = RoomId::new("jumping-call");
+    let mut viewers = Vec::new();
+    for name in ["jv1", "jv2", "jv3"] {
+        viewers.push(hostile_viewer(&sfu, &events, &room, name).await);
+    }
+    let (_jumper, video) = raw_publisher(&sfu, &room, "jumper").await;
+    let (victim_pub, victim_view) = victim_call(&sfu, &events).await;
+    let ssrc = *video.ssrcs().await.first().unwrap();
+    let packet = move |seq: u16| rtc::rtp::Packet {
+        header: rtc::rtp::header::Header {
+            version: 2,
+            marker: true,
+            payload_type: 96,
+            sequence_number: seq,
+            timestamp: u32::from(seq),
+            ssrc,
+            ..Default::default()
+        },
+        payload: bytes::Bytes::from_static(&[0x10, 0x00, 0x9d, 0x01, 0x2a, 1, 2, 3]),
+    };
+    // Honest first, so the subscriptions are up before the jumps start.
+    let mut seq = 0u16;
+    let deadline = Instant::now() + DEADLINE;
+    while viewers
+        .iter()
+        .any(|(v, _)| v.video_packets.load(Ordering::Relaxed) < 20)
+    {
+        assert!(Instant::now() < deadline, "the viewers never got the honest packets");
+        seq = seq.wrapping_add(1);
+        let _ = video.write_rtp(packet(seq)).await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let received_before: Vec<u32> = viewers
+        .iter()
+        .map(|(v, _)| v.video_packets.load(Ordering::Relaxed))
+        .collect();
+    let last_seq_before: Vec<u16> = viewers
+        .iter()
+        .map(|(v, _)| v.last_video_seq.load(Ordering::Relaxed) as u16)
+        .collect();
+
+    let before = packets_during(&victim_view, "victim-pub", WINDOW).await;
+    let jumping = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(1));
+        let end = Instant::now() + WINDOW + Duration::from_millis(500);
+        let mut sent = 0u32;
+        while Instant::now() < end {
+            tick.tick().await;
+            for _ in 0..2 {
+                seq = seq.wrapping_add(32_766);
+                let _ = video.write_rtp(packet(seq)).await;
+                sent += 1;
+            }
+        }
+        sent
+    });
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let during = packets_during(&victim_view, "victim-pub", WINDOW).await;
+    let sent = jumping.await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    assert!(sent >= 3_000, "the jumping packets were sent ({sent})");
+    assert_rate_kept(before, during, 0.05);
+    for (i, (viewer, _)) in viewers.iter().enumerate() {
+        // Renumbered: what arrived continues right after the honest packets, so the newest
+        // sequence number moved by about the number of packets received, not by 32,766 each.
+        let received = viewer.video_packets.load(Ordering::Relaxed) - received_before[i];
+        let advanced = (viewer.last_video_seq.load(Ordering::Relaxed) as u16)
+            .wrapping_sub(last_seq_before[i]);
+        assert!(received > 100, "viewer {i} received the jumping stream ({received})");
+        assert!(
+            u32::from(advanced) <= received + 512,
+            "viewer {i}: sequence advanced {advanced} for {received} packets"
+        );
+    }
+    for (_, answering) in viewers {
+        answering.abort();
+    }
+    victim_pub.stop().await;
+    victim_view.stop().await;
 }
