@@ -131,6 +131,10 @@ pub struct SfuStats {
     pub datagrams_dropped_send_buffer_full: u64,
     pub keyframe_requests_sent: u64,
     pub recordings_active: usize,
+    /// NACKed packets retransmitted to subscribers.
+    pub rtp_packets_retransmitted: u64,
+    /// NACKed packets not retransmitted (repeated within 100 ms, or over the budget).
+    pub rtp_retransmissions_suppressed: u64,
 }
 
 pub(crate) type Reply<T> = oneshot::Sender<Result<T, SfuError>>;

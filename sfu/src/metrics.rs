@@ -88,6 +88,7 @@ pub struct SfuMetrics {
     pub(crate) keyframe_requests_sent: IntCounter,
     pub(crate) rtcp_nacks_received: IntCounter,
     pub(crate) rtcp_keyframe_requests_received: IntCounter,
+    pub(crate) rtp_retransmissions: IntCounterVec,
     pub(crate) packet_loss_ratio: HistogramVec,
     pub(crate) jitter_seconds: HistogramVec,
     pub(crate) round_trip_time_seconds: Histogram,
@@ -162,6 +163,13 @@ impl SfuMetrics {
                 "switchboard_sfu_rtcp_keyframe_requests_received_total",
                 "PLI/FIR packets received from subscribers.",
             )?,
+            rtp_retransmissions: IntCounterVec::new(
+                Opts::new(
+                    "switchboard_sfu_rtp_retransmissions_total",
+                    "NACKed packets retransmitted to subscribers (result=sent) or not (result=suppressed: repeated within 100 ms or over the subscription's budget).",
+                ),
+                &["result"],
+            )?,
             packet_loss_ratio: HistogramVec::new(
                 HistogramOpts::new(
                     "switchboard_sfu_packet_loss_ratio",
@@ -209,6 +217,7 @@ impl SfuMetrics {
         registry.register(Box::new(metrics.keyframe_requests_sent.clone()))?;
         registry.register(Box::new(metrics.rtcp_nacks_received.clone()))?;
         registry.register(Box::new(metrics.rtcp_keyframe_requests_received.clone()))?;
+        registry.register(Box::new(metrics.rtp_retransmissions.clone()))?;
         registry.register(Box::new(metrics.packet_loss_ratio.clone()))?;
         registry.register(Box::new(metrics.jitter_seconds.clone()))?;
         registry.register(Box::new(metrics.round_trip_time_seconds.clone()))?;
@@ -288,6 +297,8 @@ pub(crate) struct Counters {
     pub keyframe_requests_sent: u64,
     pub nacks_received: u64,
     pub keyframe_requests_received: u64,
+    pub retransmitted: u64,
+    pub retransmissions_suppressed: u64,
 }
 
 pub(crate) fn kind_index(kind: TrackKind) -> usize {
@@ -339,5 +350,13 @@ impl Counters {
         metrics
             .rtcp_keyframe_requests_received
             .inc_by(self.keyframe_requests_received - flushed.keyframe_requests_received);
+        metrics
+            .rtp_retransmissions
+            .with_label_values(&["sent"])
+            .inc_by(self.retransmitted - flushed.retransmitted);
+        metrics
+            .rtp_retransmissions
+            .with_label_values(&["suppressed"])
+            .inc_by(self.retransmissions_suppressed - flushed.retransmissions_suppressed);
     }
 }

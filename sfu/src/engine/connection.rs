@@ -3,10 +3,11 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 use rand::distr::{Alphanumeric, SampleString};
-use rtc::interceptor::{NackGeneratorBuilder, NackResponderBuilder, Registry, Slot};
+use rtc::interceptor::{NackGeneratorBuilder, Registry, Slot};
 use rtc::peer_connection::configuration::interceptor_registry::{
     configure_rtcp_reports, configure_simulcast_extension_headers, configure_twcc_receiver_only,
 };
@@ -24,20 +25,19 @@ use rtc::rtp_transceiver::rtp_sender::{
 use rtc::sansio::Protocol;
 use rtc::shared::error::Error as RtcError;
 
+use super::nack::{BoundedNackResponder, NackCounters};
 use super::PubKey;
 use crate::{ParticipantId, PeerRole};
 
-/// Sent video packets kept per forwarded stream for NACK retransmission. webrtc-rs's default,
-/// 1024, is about 7 s of 1.5 Mbit/s video, with its slots allocated up front for every
-/// subscription; 256 keep about 1.8 s, longer than a retransmission is still worth having, for a
-/// quarter of the memory (docs/benchmarks.md, memory per participant).
-const NACK_BUFFER_PACKETS: u16 = 256;
-
 /// webrtc-rs's default chain (`register_default_interceptors`: NACK generation and response,
-/// TWCC feedback, RTCP sender/receiver reports) with a smaller retransmission buffer, plus our
+/// TWCC feedback, RTCP sender/receiver reports) with our bounded NACK responder
+/// ([`super::nack`]) in place of webrtc-rs's unbounded one, plus our
 /// [`FeedbackToApplication`](super::feedback::FeedbackToApplication) so PLI/FIR/NACK/RR reach
 /// the engine.
-fn interceptors(media_engine: &mut MediaEngine) -> Result<Registry, RtcError> {
+fn interceptors(
+    media_engine: &mut MediaEngine,
+    nack_counters: Arc<NackCounters>,
+) -> Result<Registry, RtcError> {
     for parameter in ["", "pli"] {
         media_engine.register_feedback(
             RTCPFeedback {
@@ -48,12 +48,7 @@ fn interceptors(media_engine: &mut MediaEngine) -> Result<Registry, RtcError> {
         );
     }
     let registry = Registry::new()
-        .with(
-            Slot::NackResponder,
-            NackResponderBuilder::new()
-                .with_size(NACK_BUFFER_PACKETS)
-                .build(),
-        )
+        .with(Slot::NackResponder, BoundedNackResponder::new(nack_counters))
         .with(Slot::NackGenerator, NackGeneratorBuilder::new().build());
     configure_simulcast_extension_headers(media_engine)?;
     let registry = configure_twcc_receiver_only(registry, media_engine)?;
@@ -86,6 +81,9 @@ pub(crate) struct Connection {
     pub awaiting_answer: bool,
     /// Subscriber side: tracks changed since the last offer.
     pub needs_offer: bool,
+    /// Retransmissions this connection's NACK responder sent or suppressed, not yet folded
+    /// into the engine's counters.
+    pub nack_counters: Arc<NackCounters>,
 }
 
 impl Connection {
@@ -113,7 +111,8 @@ impl Connection {
                 None,
             )?;
         }
-        let interceptors = interceptors(&mut media_engine)?;
+        let nack_counters = Arc::new(NackCounters::default());
+        let interceptors = interceptors(&mut media_engine, nack_counters.clone())?;
         let pc = RTCPeerConnectionBuilder::new()
             .with_configuration(RTCConfigurationBuilder::new().build())
             .with_setting_engine(settings)
@@ -134,6 +133,7 @@ impl Connection {
             subscriptions_by_ssrc: HashMap::new(),
             awaiting_answer: false,
             needs_offer: false,
+            nack_counters,
         })
     }
 

@@ -79,8 +79,7 @@ impl Engine {
             .recorder
             .as_ref()
             .is_some_and(|recorder| recorder.needs_keyframe());
-        let publication = &*publication;
-        for subscription in &publication.subscriptions {
+        for subscription in &mut publication.subscriptions {
             let outgoing = match subscription.forwarder.rewrite(&packet) {
                 Ok(outgoing) => outgoing,
                 Err(Skip::NotNegotiated) => {

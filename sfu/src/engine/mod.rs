@@ -13,6 +13,7 @@ mod forwarder;
 mod insight;
 mod media;
 mod membership;
+mod nack;
 mod offer_scan;
 mod recorder;
 
@@ -285,7 +286,8 @@ impl Engine {
         }
     }
 
-    fn stats(&self) -> SfuStats {
+    fn stats(&mut self) -> SfuStats {
+        self.collect_nack_counters();
         let counters = &self.counters;
         SfuStats {
             rooms: self.rooms.len(),
@@ -303,6 +305,19 @@ impl Engine {
                 [DropReason::SendBufferFull as usize],
             keyframe_requests_sent: counters.keyframe_requests_sent,
             recordings_active: self.recordings_active(),
+            rtp_packets_retransmitted: counters.retransmitted,
+            rtp_retransmissions_suppressed: counters.retransmissions_suppressed,
+        }
+    }
+
+    /// Folds what the connections' NACK responders counted into the engine's counters. Runs
+    /// every housekeeping tick and for stats: counts of a connection removed in between (at
+    /// most one tick's worth) are not reported.
+    fn collect_nack_counters(&mut self) {
+        for conn in self.conns.values() {
+            let (retransmitted, suppressed) = conn.nack_counters.take();
+            self.counters.retransmitted += retransmitted;
+            self.counters.retransmissions_suppressed += suppressed;
         }
     }
 
@@ -315,6 +330,7 @@ impl Engine {
 
     /// Publishes what the counters gathered since the last flush, and the current gauges.
     fn flush_metrics(&mut self) {
+        self.collect_nack_counters();
         let Some(metrics) = &self.config.metrics else {
             return;
         };
