@@ -27,6 +27,54 @@ pub enum TrackKind {
     Video,
 }
 
+impl std::fmt::Display for TrackKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TrackKind::Audio => "audio",
+            TrackKind::Video => "video",
+        })
+    }
+}
+
+/// What one participant may do with its media, enforced by the SFU on what webrtc-rs actually
+/// negotiated (the transceivers an offer created), never on a reading of the SDP text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MediaPolicy {
+    /// May publish audio tracks.
+    pub publish_audio: bool,
+    /// May publish video tracks (camera or screen).
+    pub publish_video: bool,
+    /// Receives the others' tracks. Without it no subscriber connection is ever offered, so
+    /// there is no connect deadline to miss either.
+    pub subscribe: bool,
+    /// Published tracks at most (the SFU's own `max_tracks_per_participant` applies too).
+    pub max_tracks: usize,
+}
+
+impl MediaPolicy {
+    /// Everything allowed; only the SFU's configured limits apply.
+    pub const ALL: MediaPolicy = MediaPolicy {
+        publish_audio: true,
+        publish_video: true,
+        subscribe: true,
+        max_tracks: usize::MAX,
+    };
+
+    /// May publish tracks of `kind`.
+    pub fn may_publish(&self, kind: TrackKind) -> bool {
+        match kind {
+            TrackKind::Audio => self.publish_audio,
+            TrackKind::Video => self.publish_video,
+        }
+    }
+}
+
+impl Default for MediaPolicy {
+    fn default() -> Self {
+        Self::ALL
+    }
+}
+
 /// An ICE candidate as browsers produce it (`RTCIceCandidateInit`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -145,6 +193,7 @@ pub(crate) enum Command {
         room: RoomId,
         participant: ParticipantId,
         stream_label: String,
+        policy: MediaPolicy,
         reply: Reply<()>,
     },
     Publish {
@@ -207,17 +256,35 @@ impl Sfu {
         participant: ParticipantId,
         stream_label: impl Into<String>,
     ) -> Result<(), SfuError> {
+        self.join_with_policy(room, participant, stream_label, MediaPolicy::ALL)
+            .await
+    }
+
+    /// [`Sfu::join`] for a participant limited by `policy`: its offers are refused
+    /// ([`SfuError::KindNotAllowed`], [`SfuError::TooManyTracks`]) when what webrtc-rs
+    /// negotiated from them would receive more, and without `subscribe` it gets no subscriber
+    /// connection.
+    pub async fn join_with_policy(
+        &self,
+        room: RoomId,
+        participant: ParticipantId,
+        stream_label: impl Into<String>,
+        policy: MediaPolicy,
+    ) -> Result<(), SfuError> {
         let stream_label = stream_label.into();
         self.request(|reply| Command::Join {
             room,
             participant,
             stream_label,
+            policy,
             reply,
         })
         .await
     }
 
-    /// Applies the participant's publisher offer and returns the SFU's answer.
+    /// Applies the participant's publisher offer and returns the SFU's answer. An offer that
+    /// breaks the participant's [`MediaPolicy`] or carries a data channel is undone (the
+    /// connection is as before it) and refused.
     pub async fn publish(
         &self,
         participant: ParticipantId,

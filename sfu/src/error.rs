@@ -1,7 +1,8 @@
 use crate::{ParticipantId, RoomId};
 
-/// Why an SFU operation was refused. Every variant is caused by the caller's input or by the
-/// SFU being shut down; none of them affects other participants.
+/// Why an SFU operation was refused. Every variant is caused by the caller's input, by the SFU
+/// being shut down, or (`Internal`, `Recording`, `Bind`) by the server; none of them affects
+/// other participants. [`SfuError::is_input`] tells which are the client's doing.
 #[derive(Debug, thiserror::Error)]
 pub enum SfuError {
     #[error("could not bind the media UDP socket on {addr}: {source}")]
@@ -19,6 +20,12 @@ pub enum SfuError {
     RoomFull { room: RoomId, limit: usize },
     #[error("too many tracks: at most {limit} per participant")]
     TooManyTracks { limit: usize },
+    /// The offer would receive a kind of track the participant may not publish.
+    #[error("publishing {kind} is not allowed for this participant")]
+    KindNotAllowed { kind: crate::TrackKind },
+    /// The offer has an `m=application` section: the SFU carries no data channels.
+    #[error("data channels (m=application) are not supported")]
+    DataChannelRefused,
     #[error("session description rejected: {0}")]
     InvalidSdp(String),
     #[error("ICE candidate rejected: {0}")]
@@ -37,4 +44,20 @@ pub enum SfuError {
     Internal(String),
     #[error("the SFU is shutting down")]
     ShuttingDown,
+}
+
+impl SfuError {
+    /// Whether the refusal was caused by what the participant sent (its SDP, candidates, track
+    /// count or kinds), as opposed to the server's state or a fault.
+    pub fn is_input(&self) -> bool {
+        matches!(
+            self,
+            SfuError::TooManyTracks { .. }
+                | SfuError::KindNotAllowed { .. }
+                | SfuError::DataChannelRefused
+                | SfuError::InvalidSdp(_)
+                | SfuError::InvalidCandidate(_)
+                | SfuError::NoPendingOffer
+        )
+    }
 }

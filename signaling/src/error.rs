@@ -123,14 +123,30 @@ impl From<CallError> for SignalingError {
 }
 
 impl From<SfuError> for SignalingError {
-    /// Refusals caused by the client's SDP or candidates are `media_rejected`; everything else
-    /// is the server's fault.
+    /// Refusals caused by the client's input get client codes (and so count as strikes): a
+    /// track kind its token does not grant is `missing_grant`, too many tracks
+    /// `limit_exceeded`, anything else about its SDP, candidates or data channels
+    /// `media_rejected`. Only the server's own failures are `internal`.
     fn from(e: SfuError) -> Self {
         match e {
-            SfuError::InvalidSdp(_) | SfuError::InvalidCandidate(_) | SfuError::NoPendingOffer => {
-                SignalingError::MediaRejected(e.to_string())
+            SfuError::KindNotAllowed { kind } => SignalingError::MissingGrant(match kind {
+                switchboard_sfu::TrackKind::Audio => "publish audio",
+                switchboard_sfu::TrackKind::Video => "publish video or screen",
+            }),
+            SfuError::TooManyTracks { .. } => SignalingError::LimitExceeded(e.to_string()),
+            SfuError::InvalidSdp(_)
+            | SfuError::InvalidCandidate(_)
+            | SfuError::NoPendingOffer
+            | SfuError::DataChannelRefused
+            | SfuError::RoomFull { .. } => SignalingError::MediaRejected(e.to_string()),
+            // The member's SFU session is gone (it failed, or the member is leaving) while
+            // signaling still had it: the client's request comes too late, not a server fault.
+            SfuError::UnknownParticipant(_) | SfuError::DuplicateParticipant(_) => {
+                SignalingError::InvalidState(
+                    "the call's media session is not available (it ended or is being set up)"
+                        .into(),
+                )
             }
-            SfuError::RoomFull { .. } => SignalingError::MediaRejected(e.to_string()),
             other => SignalingError::Internal(other.to_string()),
         }
     }
@@ -169,6 +185,28 @@ mod tests {
         assert_eq!(
             SignalingError::from(SfuError::ShuttingDown).code(),
             "internal"
+        );
+        assert_eq!(
+            SignalingError::from(SfuError::TooManyTracks { limit: 4 }).code(),
+            "limit_exceeded"
+        );
+        assert_eq!(
+            SignalingError::from(SfuError::KindNotAllowed {
+                kind: switchboard_sfu::TrackKind::Video
+            })
+            .code(),
+            "missing_grant"
+        );
+        assert_eq!(
+            SignalingError::from(SfuError::DataChannelRefused).code(),
+            "media_rejected"
+        );
+        assert_eq!(
+            SignalingError::from(SfuError::UnknownParticipant(
+                switchboard_sfu::ParticipantId::new("c/u/1")
+            ))
+            .code(),
+            "invalid_state"
         );
         assert_eq!(SignalingError::RateLimited.code(), "rate_limited");
         assert_eq!(

@@ -180,6 +180,9 @@ struct Seat {
     held_offer: Option<String>,
     /// The member's last `media_state` (audio, video, screen), replayed to late joiners.
     media_state: Option<[bool; 3]>,
+    /// What the SFU lets the member do, from the token of the socket the seat is bound to
+    /// (set with `socket`; see `Hub::media_policy`).
+    policy: Option<switchboard_sfu::MediaPolicy>,
 }
 
 impl Seat {

@@ -12,13 +12,14 @@ use rtc::rtp_transceiver::rtp_sender::{
 };
 use tracing::{debug, info};
 
-use super::offer_scan::{count_media_sections, sending_track_ids};
+use super::offer_scan::{self, check_negotiated, sending_track_ids};
 use super::{
     flush, ActiveSpeakerDetector, ConnId, Connection, Engine, Forwarder, Participant, PubKey,
     Publication, ReceiveStats, Room, Subscription,
 };
 use crate::{
-    IceCandidate, ParticipantId, PeerRole, PublicationId, RoomId, SfuError, SfuEvent, TrackKind,
+    IceCandidate, MediaPolicy, ParticipantId, PeerRole, PublicationId, RoomId, SfuError, SfuEvent,
+    TrackKind,
 };
 
 impl Engine {
@@ -28,6 +29,7 @@ impl Engine {
         room_id: RoomId,
         participant: ParticipantId,
         stream_label: String,
+        policy: MediaPolicy,
     ) -> Result<(), SfuError> {
         if self.participants.contains_key(&participant) {
             return Err(SfuError::DuplicateParticipant(participant));
@@ -55,8 +57,12 @@ impl Engine {
         let subscriber_id = ConnId(self.next_id());
         self.demux
             .register_ufrag(publisher.ufrag.clone(), publisher_id);
-        self.demux
-            .register_ufrag(subscriber.ufrag.clone(), subscriber_id);
+        // Without `subscribe` the subscriber connection is never offered: nobody learns its
+        // ufrag, so nothing may reach it either.
+        if policy.subscribe {
+            self.demux
+                .register_ufrag(subscriber.ufrag.clone(), subscriber_id);
+        }
         self.conns.insert(publisher_id, publisher);
         self.conns.insert(subscriber_id, subscriber);
         self.participants.insert(
@@ -68,6 +74,7 @@ impl Engine {
                 subscriber: subscriber_id,
                 publications: Vec::new(),
                 recorder: None,
+                policy,
             },
         );
         let speaker_config = self.config.speaker;
@@ -111,22 +118,33 @@ impl Engine {
         participant: &ParticipantId,
         offer_sdp: String,
     ) -> Result<String, SfuError> {
-        let conn_id = self.participant(participant)?.publisher;
-        let limit = self.config.max_tracks_per_participant;
-        if count_media_sections(&offer_sdp) > limit {
-            return Err(SfuError::TooManyTracks { limit });
-        }
+        let record = self.participant(participant)?;
+        let conn_id = record.publisher;
+        let policy = record.policy;
+        let limit = policy
+            .max_tracks
+            .min(self.config.max_tracks_per_participant);
         let media_addr = self.media_addr;
+        let invalid = |error: rtc::shared::error::Error| SfuError::InvalidSdp(error.to_string());
+        // Parsed as `set_remote_description` parses it, and judged by its rules.
+        let sections = offer_scan::sections(&offer_scan::parse(&offer_sdp)?);
+        let sending = sending_track_ids(&sections);
+        let offer = RTCSessionDescription::offer(offer_sdp).map_err(invalid)?;
         let conn = self
             .conns
             .get_mut(&conn_id)
             .expect("participant owns its connections");
-        let invalid = |error: rtc::shared::error::Error| SfuError::InvalidSdp(error.to_string());
-        let sending = sending_track_ids(&offer_sdp);
-        let offer = RTCSessionDescription::offer(offer_sdp).map_err(invalid)?;
-        conn.pc
+        let first_offer = conn.pc.current_remote_description().is_none();
+        let applied = conn
+            .pc
             .set_remote_description(now, offer)
-            .map_err(invalid)?;
+            .map_err(invalid)
+            .and_then(|()| check_negotiated(&mut conn.pc, &sections, &policy, limit));
+        if let Err(refusal) = applied {
+            self.undo_offer(now, conn_id, first_offer);
+            return Err(refusal);
+        }
+        let conn = self.conns.get_mut(&conn_id).expect("checked above");
         // webrtc-rs reports new tracks but never closes one a renegotiation stopped sending:
         // those are unpublished here, by what the offer still sends.
         let stopped: Vec<String> = match &sending {
@@ -138,15 +156,19 @@ impl Engine {
                 .collect(),
             None => Vec::new(),
         };
+        let answered = conn
+            .add_local_candidate_once(media_addr)
+            .map_err(|error| SfuError::Internal(error.to_string()))
+            .and_then(|()| conn.pc.create_answer(None).map_err(invalid))
+            .and_then(|answer| conn.pc.set_local_description(now, answer).map_err(invalid));
+        if let Err(refusal) = answered {
+            self.undo_offer(now, conn_id, first_offer);
+            return Err(refusal);
+        }
+        let conn = self.conns.get_mut(&conn_id).expect("checked above");
         if !conn.connected && conn.connect_deadline.is_none() {
             conn.connect_deadline = Some(now + self.config.connect_timeout);
         }
-        conn.add_local_candidate_once(media_addr)
-            .map_err(|error| SfuError::Internal(error.to_string()))?;
-        let answer = conn.pc.create_answer(None).map_err(invalid)?;
-        conn.pc
-            .set_local_description(now, answer)
-            .map_err(invalid)?;
         let sdp = conn
             .pc
             .local_description()
@@ -157,6 +179,45 @@ impl Engine {
             self.publication_closed(now, conn_id, &track_id);
         }
         Ok(sdp)
+    }
+
+    /// Undoes a refused publisher offer, so the connection is as it was before it. A
+    /// renegotiation is rolled back (RFC 9429 §5.7: the transceivers it created are removed);
+    /// a refused first offer may already have started ICE and DTLS with its credentials, so
+    /// the never-answered connection is replaced by a fresh one.
+    fn undo_offer(&mut self, now: Instant, conn_id: ConnId, first_offer: bool) {
+        let Some(conn) = self.conns.get_mut(&conn_id) else {
+            return;
+        };
+        let participant = conn.participant.clone();
+        if !first_offer {
+            let pending = conn.pc.pending_remote_description().is_some();
+            let rolled_back = !pending
+                || RTCSessionDescription::rollback(None)
+                    .and_then(|rollback| conn.pc.set_remote_description(now, rollback))
+                    .is_ok();
+            if rolled_back {
+                return;
+            }
+            self.fail_participant(now, &participant, "a refused offer could not be rolled back");
+            return;
+        }
+        match Connection::new(participant.clone(), PeerRole::Publisher, now) {
+            Ok(fresh) => {
+                self.demux.forget(conn_id);
+                self.demux.register_ufrag(fresh.ufrag.clone(), conn_id);
+                if let Some(mut old) = self.conns.insert(conn_id, fresh) {
+                    old.close();
+                }
+            }
+            Err(error) => {
+                self.fail_participant(
+                    now,
+                    &participant,
+                    &format!("could not renew the publisher connection: {error}"),
+                );
+            }
+        }
     }
 
     pub(super) fn subscriber_answer(
@@ -332,6 +393,18 @@ impl Engine {
             return;
         }
         let owner = conn.participant.clone();
+        // The offer was checked against the owner's policy; this is the second line, on what
+        // rtc actually opened (its kind and the count of publications).
+        if let Some(record) = self.participants.get(&owner) {
+            let limit = record
+                .policy
+                .max_tracks
+                .min(self.config.max_tracks_per_participant);
+            if !record.policy.may_publish(kind) || record.publications.len() >= limit {
+                debug!(participant = %owner, ?kind, "track refused by the participant's policy");
+                return;
+            }
+        }
         let key = PubKey(self.next_id());
         let id = PublicationId::new(format!("{}-{}", kind_name(kind), key.0));
         let conn = self.conns.get_mut(&conn_id).expect("checked above");
@@ -443,7 +516,12 @@ impl Engine {
     /// Adds one publication to one participant's subscriber connection (offered later by
     /// [`Engine::negotiate`]).
     fn subscribe(&mut self, subscriber: &ParticipantId, key: PubKey) {
-        let Some(conn_id) = self.participants.get(subscriber).map(|p| p.subscriber) else {
+        let Some(conn_id) = self
+            .participants
+            .get(subscriber)
+            .filter(|p| p.policy.subscribe)
+            .map(|p| p.subscriber)
+        else {
             return;
         };
         let Some(publication) = self.publications.get_mut(&key) else {
@@ -574,7 +652,6 @@ impl Engine {
 /// The RFC 6464 client-to-mixer audio level extension, negotiated on publisher connections.
 pub(super) const AUDIO_LEVEL_URI: &str = "urn:ietf:params:rtp-hdrext:ssrc-audio-level";
 
-/// How many audio/video sections (tracks) an offer carries; rejected ones (port 0) don't count.
 fn kind_name(kind: TrackKind) -> &'static str {
     match kind {
         TrackKind::Audio => "audio",

@@ -76,6 +76,8 @@ struct Participant {
     publications: Vec<PubKey>,
     /// Set while the participant's room is being recorded.
     recorder: Option<Arc<ParticipantRecorder>>,
+    /// What it may publish and whether it subscribes (checked in `membership`).
+    policy: crate::MediaPolicy,
 }
 
 struct Publication {
@@ -231,9 +233,10 @@ impl Engine {
                 room,
                 participant,
                 stream_label,
+                policy,
                 reply,
             } => {
-                let _ = reply.send(self.join(now, room, participant, stream_label));
+                let _ = reply.send(self.join(now, room, participant, stream_label, policy));
             }
             Command::Publish {
                 participant,

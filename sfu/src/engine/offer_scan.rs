@@ -1,120 +1,205 @@
-//! What a publisher's offer says it sends, read straight from the SDP text: the few facts the
-//! SFU needs before (or besides) handing the offer to webrtc-rs.
+//! What a publisher's offer negotiates, judged the way webrtc-rs applies it (security review
+//! finding 1): never by scanning the SDP text.
+//!
+//! - Sections come from rtc's own parser (`rtc::sdp`, the function `set_remote_description`
+//!   runs), so whitespace, tabs and line endings mean what they mean to rtc.
+//! - Like rtc, the m-line port is ignored (RFC 8843 `a=bundle-only` sections have port 0 and
+//!   still send), the *first* direction attribute of a section wins, and a section without a
+//!   direction or of another kind creates no transceiver.
+//! - What may receive is read from the peer connection itself after the offer was applied:
+//!   every transceiver whose direction has `recv`. Only its kind comes from the section with
+//!   its mid (rtc 0.21 does not expose a transceiver's kind); `publication_opened` checks the
+//!   kind of every track rtc actually opens as a second line.
 
-/// Audio and video sections that are not rejected (port 0), sending or not.
-pub(super) fn count_media_sections(sdp: &str) -> usize {
-    sdp.lines()
-        .filter(|line| line.starts_with("m=audio ") || line.starts_with("m=video "))
-        .filter(|line| line.split(' ').nth(1) != Some("0"))
-        .count()
+use rtc::peer_connection::RTCPeerConnection;
+use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
+use rtc::rtp_transceiver::RTCRtpTransceiverDirection;
+use rtc::sdp::{MediaDescription, SessionDescription};
+
+use crate::{MediaPolicy, SfuError, TrackKind};
+
+/// One section of an offer as webrtc-rs reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OfferSection {
+    pub mid: Option<String>,
+    /// `None` for anything but audio and video (rtc makes no transceiver for those).
+    pub kind: Option<TrackKind>,
+    /// rtc's peer direction: the first direction attribute, `Unspecified` when none.
+    pub direction: RTCRtpTransceiverDirection,
+    /// The `a=msid` track ids of the section.
+    pub track_ids: Vec<String>,
+    /// `m=application` (data channels).
+    pub application: bool,
 }
 
-/// The `a=msid` track ids of the audio and video sections the offerer *sends* (`sendrecv`,
-/// `sendonly`, or no direction, which means `sendrecv`). A track the client removed is in a
-/// `recvonly`/`inactive` section (or a rejected one) and is not listed. `None` when a sending
-/// section names no track: then the offer cannot tell which tracks stopped.
-pub(super) fn sending_track_ids(sdp: &str) -> Option<Vec<String>> {
-    let mut ids = Some(Vec::new());
-    let mut section: Option<Section> = None;
-    for line in sdp.lines().map(str::trim_end) {
-        if let Some(media) = line.strip_prefix("m=") {
-            if let Some(done) = section.take() {
-                done.collect_into(&mut ids);
+impl OfferSection {
+    /// Whether the offerer sends on this section (rtc creates a receiving transceiver for it).
+    pub fn sends(&self) -> bool {
+        self.kind.is_some()
+            && matches!(
+                self.direction,
+                RTCRtpTransceiverDirection::Sendrecv | RTCRtpTransceiverDirection::Sendonly
+            )
+    }
+}
+
+/// The sections of a parsed offer, in order.
+pub fn sections(parsed: &SessionDescription) -> Vec<OfferSection> {
+    parsed.media_descriptions.iter().map(section).collect()
+}
+
+fn section(media: &MediaDescription) -> OfferSection {
+    let kind = match RtpCodecKind::from(media.media_name.media.as_str()) {
+        RtpCodecKind::Audio => Some(TrackKind::Audio),
+        RtpCodecKind::Video => Some(TrackKind::Video),
+        _ => None,
+    };
+    let mut mid = None;
+    let mut direction = RTCRtpTransceiverDirection::Unspecified;
+    let mut track_ids = Vec::new();
+    for attribute in &media.attributes {
+        // rtc's `get_mid_value`: the first `a=mid`.
+        if attribute.key == "mid" && mid.is_none() {
+            mid = Some(attribute.value.clone().unwrap_or_default());
+        }
+        // rtc's `get_peer_direction`: the first attribute that names a direction.
+        if direction == RTCRtpTransceiverDirection::Unspecified {
+            direction = RTCRtpTransceiverDirection::from(attribute.key.as_str());
+        }
+        if attribute.key == "msid" {
+            if let Some(track) = attribute
+                .value
+                .as_deref()
+                .and_then(|v| v.split_whitespace().nth(1))
+            {
+                track_ids.push(track.to_owned());
             }
-            let mut fields = media.split(' ');
-            let kind = fields.next().unwrap_or("");
-            let port = fields.next().unwrap_or("0");
-            section = Some(Section {
-                media: (kind == "audio" || kind == "video") && port != "0",
-                sending: true,
-                track_ids: Vec::new(),
-            });
+        }
+    }
+    OfferSection {
+        mid,
+        kind,
+        direction,
+        track_ids,
+        application: media.media_name.media == "application",
+    }
+}
+
+/// Checks an applied offer against `policy`: no data channel, no receiving transceiver of a
+/// kind the participant may not publish, and at most `limit` receiving transceivers.
+pub fn check_negotiated(
+    pc: &mut RTCPeerConnection,
+    sections: &[OfferSection],
+    policy: &MediaPolicy,
+    limit: usize,
+) -> Result<(), SfuError> {
+    if sections.iter().any(|s| s.application) {
+        return Err(SfuError::DataChannelRefused);
+    }
+    let mut receiving = 0usize;
+    let ids: Vec<_> = pc.get_transceivers().collect();
+    for id in ids {
+        let Some(transceiver) = pc.rtp_transceiver(id) else {
+            continue;
+        };
+        if !transceiver.direction().has_recv() {
             continue;
         }
-        let Some(section) = section.as_mut() else {
-            continue; // session-level lines
-        };
-        match line {
-            "a=recvonly" | "a=inactive" => section.sending = false,
-            "a=sendrecv" | "a=sendonly" => section.sending = true,
-            _ => {
-                if let Some(msid) = line.strip_prefix("a=msid:") {
-                    if let Some(track) = msid.split_whitespace().nth(1) {
-                        section.track_ids.push(track.to_owned());
-                    }
-                }
+        receiving += 1;
+        let mid = transceiver.mid().clone();
+        // A receiving transceiver whose mid this offer does not name was accepted by an
+        // earlier offer; it still counts towards the limit.
+        let kind = sections
+            .iter()
+            .find(|s| s.mid.is_some() && s.mid == mid)
+            .and_then(|s| s.kind);
+        if let Some(kind) = kind {
+            if !policy.may_publish(kind) {
+                return Err(SfuError::KindNotAllowed { kind });
             }
         }
     }
-    if let Some(done) = section {
-        done.collect_into(&mut ids);
+    if receiving > limit {
+        return Err(SfuError::TooManyTracks { limit });
     }
-    ids
+    Ok(())
 }
 
-struct Section {
-    media: bool,
-    sending: bool,
-    track_ids: Vec<String>,
+/// The `a=msid` track ids of the audio and video sections the offerer *sends*. A track the
+/// client removed is in a `recvonly`/`inactive` section and is not listed. `None` when a
+/// sending section names no track: then the offer cannot tell which tracks stopped.
+pub fn sending_track_ids(sections: &[OfferSection]) -> Option<Vec<String>> {
+    let mut ids = Vec::new();
+    for section in sections.iter().filter(|s| s.sends()) {
+        if section.track_ids.is_empty() {
+            return None;
+        }
+        ids.extend(section.track_ids.iter().cloned());
+    }
+    Some(ids)
 }
 
-impl Section {
-    fn collect_into(self, ids: &mut Option<Vec<String>>) {
-        if !(self.media && self.sending) {
-            return;
-        }
-        match ids {
-            Some(list) if !self.track_ids.is_empty() => list.extend(self.track_ids),
-            _ => *ids = None,
-        }
-    }
+/// Parses `sdp` exactly as `set_remote_description` does.
+pub fn parse(sdp: &str) -> Result<SessionDescription, SfuError> {
+    SessionDescription::unmarshal(&mut std::io::Cursor::new(sdp.as_bytes()))
+        .map_err(|error| SfuError::InvalidSdp(error.to_string()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const OFFER: &str = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n\
-        a=group:BUNDLE 0 1 2\r\n\
-        m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\na=sendrecv\r\na=msid:user mic-1\r\n\
-        m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:1\r\na=recvonly\r\na=msid:user cam-1\r\n\
-        m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:2\r\na=msid:user screen-1\r\n\
-        m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\na=mid:3\r\n\
-        m=video 0 UDP/TLS/RTP/SAVPF 96\r\na=mid:4\r\na=sendonly\r\na=msid:user old-1\r\n";
+    fn offer(body: &str) -> String {
+        format!("v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n{body}")
+    }
+
+    fn read(body: &str) -> Vec<OfferSection> {
+        sections(&parse(&offer(body)).expect("parses"))
+    }
 
     #[test]
-    fn lists_only_tracks_being_sent() {
-        // cam-1 was removed (recvonly), old-1's section is rejected (port 0); a section with
-        // no direction sends.
+    fn port_zero_tabs_and_bundle_only_sections_send() {
+        let s = read(
+            "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\na=sendrecv\r\na=msid:user mic-1\r\n\
+             m=video 0 UDP/TLS/RTP/SAVPF 96\r\na=mid:1\r\na=bundle-only\r\na=sendonly\r\na=msid:user cam-1\r\n\
+             m=video\t9\tUDP/TLS/RTP/SAVPF\t96\r\na=mid:2\r\na=sendonly\r\na=msid:user screen-1\r\n",
+        );
+        assert_eq!(s.len(), 3);
+        assert!(s.iter().all(OfferSection::sends), "{s:?}");
+        assert_eq!(s[2].kind, Some(TrackKind::Video));
         assert_eq!(
-            sending_track_ids(OFFER),
-            Some(vec!["mic-1".to_owned(), "screen-1".to_owned()])
+            sending_track_ids(&s),
+            Some(vec!["mic-1".into(), "cam-1".into(), "screen-1".into()])
         );
     }
 
     #[test]
+    fn the_first_direction_wins_and_no_direction_is_no_transceiver() {
+        let s = read(
+            "m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:0\r\na=sendonly\r\na=inactive\r\na=msid:s v\r\n\
+             m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:1\r\na=recvonly\r\na=sendonly\r\na=msid:s w\r\n\
+             m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:2\r\na=msid:s a\r\n\
+             m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\na=mid:3\r\n",
+        );
+        assert!(s[0].sends());
+        assert!(!s[1].sends());
+        assert_eq!(s[2].direction, RTCRtpTransceiverDirection::Unspecified);
+        assert!(!s[2].sends());
+        assert!(s[3].application && s[3].kind.is_none());
+        assert_eq!(sending_track_ids(&s), Some(vec!["v".into()]));
+    }
+
+    #[test]
     fn a_sending_section_without_msid_makes_the_list_unknown() {
-        let sdp = "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=msid:s mic\r\n\
-                   m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=sendonly\r\n";
-        assert_eq!(sending_track_ids(sdp), None);
-        assert_eq!(sending_track_ids(""), Some(vec![]));
+        let s = read("m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:0\r\na=sendonly\r\n");
+        assert_eq!(sending_track_ids(&s), None);
+        assert_eq!(sending_track_ids(&[]), Some(vec![]));
     }
 
     #[test]
-    fn counts_audio_and_video_sections_that_are_not_rejected() {
-        assert_eq!(count_media_sections(OFFER), 3);
-    }
-
-    #[test]
-    fn garbage_does_not_panic() {
-        for sdp in [
-            "",
-            "a=msid:x y",
-            "m=audio\r\na=msid:",
-            "m=video 9\r\na=msid:onlystream",
-        ] {
-            let ids = sending_track_ids(sdp);
-            assert!(ids.is_none_or(|ids| ids.is_empty()), "{sdp:?}");
+    fn garbage_is_an_error_not_a_panic() {
+        for sdp in ["", "m=audio\r\n", "v=0\r\nm=video 9\r\n", "\u{0}"] {
+            let _ = parse(sdp);
         }
     }
 }

@@ -117,6 +117,7 @@ impl Hub {
             me.user.id.clone(),
             Seat {
                 socket: Some(me.sid()),
+                policy: Some(self.media_policy(me)),
                 ..Seat::default()
             },
         );
@@ -220,13 +221,20 @@ impl Hub {
             }
             if let Some(seat) = entry.seats.get_mut(&me.user.id) {
                 seat.socket = Some(me.sid());
+                seat.policy = Some(self.media_policy(me));
                 seat.stop_ringing();
             }
-            for user in &to_join {
-                if let Some(seat) = entry.seats.get_mut(&user.id) {
-                    seat.media_requested = true;
-                }
-            }
+            let to_join: Vec<_> = to_join
+                .into_iter()
+                .map(|user| {
+                    let seat = entry.seats.get_mut(&user.id);
+                    let policy = seat.map_or(Hub::NO_MEDIA, |seat| {
+                        seat.media_requested = true;
+                        seat.policy.unwrap_or(Hub::NO_MEDIA)
+                    });
+                    (user, policy)
+                })
+                .collect();
             (first, to_join)
         };
         info!(%call_id, user_id = %me.user.id, first, "call accepted; joining the SFU room");
@@ -234,14 +242,19 @@ impl Hub {
         // Joined before anyone hears `call_accepted`, so their first offer finds them.
         let room = RoomId::new(call_id.as_str());
         let mut joined = Ok(());
-        for user in &to_join {
+        for (user, policy) in &to_join {
             let pid = participant_id(&call_id, &user.id);
-            if let Err(e) = self.sfu.join(room.clone(), pid, user.id.as_str()).await {
+            if let Err(e) = self
+                .sfu
+                .join_with_policy(room.clone(), pid, user.id.as_str(), *policy)
+                .await
+            {
                 warn!(%call_id, user_id = %user.id, error = %e, "SFU join failed");
                 joined = Err(SignalingError::Internal(format!("media setup failed: {e}")));
                 break;
             }
         }
+        let to_join: Vec<User> = to_join.into_iter().map(|(user, _)| user).collect();
 
         let mut state = self.lock();
         // Those who went (or whose call ended) while we were joining were asked to leave the

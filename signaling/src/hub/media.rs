@@ -8,8 +8,8 @@ use std::sync::MutexGuard;
 
 use serde_json::{json, Value};
 use socketioxide::extract::AckSender;
-use switchboard_sfu::{ParticipantId, PeerRole};
-use tracing::warn;
+use switchboard_sfu::{MediaPolicy, ParticipantId, PeerRole, SfuError};
+use tracing::{debug, warn};
 
 use super::{ok_ack, participant_id, Hub, Me, Seat, State};
 use crate::identity::PublishSource;
@@ -63,13 +63,31 @@ impl Hub {
         Ok(state)
     }
 
-    /// Refuses an offer that publishes what the token does not grant, or too much.
-    fn check_publishing(&self, me: &Me, offer: &WebrtcOffer) -> Result<(), SignalingError> {
-        let summary = crate::sdp::summarize(&offer.sdp);
+    /// What a member on a socket with `me`'s token may do with media. The SFU enforces it on
+    /// what webrtc-rs negotiates from each offer (kinds of the receiving transceivers, their
+    /// count), so no spelling of the SDP gets around it.
+    pub(super) fn media_policy(&self, me: &Me) -> MediaPolicy {
         let grants = &me.identity.grants;
-        if summary.sending_audio > 0 && !grants.may_publish(PublishSource::Audio) {
-            return Err(SignalingError::MissingGrant("publish audio"));
+        MediaPolicy {
+            publish_audio: grants.may_publish(PublishSource::Audio),
+            publish_video: grants.may_publish_video(),
+            subscribe: grants.subscribe,
+            max_tracks: self.config.limits.max_tracks_per_participant,
         }
+    }
+
+    /// For a seat that was never bound to a token (cannot happen for a joining member).
+    pub(super) const NO_MEDIA: MediaPolicy = MediaPolicy {
+        publish_audio: false,
+        publish_video: false,
+        subscribe: false,
+        max_tracks: 0,
+    };
+
+    /// Refuses declaring a screen track without the screen grant. What the offer really
+    /// publishes (audio, video, how many) is the SFU's check, on the negotiated result.
+    fn check_publishing(&self, me: &Me, offer: &WebrtcOffer) -> Result<(), SignalingError> {
+        let grants = &me.identity.grants;
         let screens = offer
             .tracks
             .iter()
@@ -77,15 +95,6 @@ impl Hub {
             .count();
         if screens > 0 && !grants.may_publish(PublishSource::Screen) {
             return Err(SignalingError::MissingGrant("publish screen"));
-        }
-        if summary.sending_video > 0 && !grants.may_publish_video() {
-            return Err(SignalingError::MissingGrant("publish video or screen"));
-        }
-        let max_tracks = self.config.limits.max_tracks_per_participant;
-        if summary.sending_tracks() > max_tracks {
-            return Err(SignalingError::LimitExceeded(format!(
-                "at most {max_tracks} published tracks per participant"
-            )));
         }
         Ok(())
     }
@@ -108,9 +117,11 @@ impl Hub {
                 .collect();
             Ok(())
         })?;
-        let answer = self.sfu.publish(pid, p.sdp).await.inspect_err(|e| {
-            warn!(call_id = %p.call_id, user_id = %me.user.id, error = %e, "publisher offer refused");
-        })?;
+        let answer = self
+            .sfu
+            .publish(pid, p.sdp)
+            .await
+            .inspect_err(|e| log_refusal(me, &p.call_id, "publisher offer", e))?;
         let _state = self.still_in_call(me, &p.call_id)?;
         ok_ack(ack, json!({}));
         super::emit(
@@ -133,9 +144,10 @@ impl Hub {
             return Err(SignalingError::MissingGrant("subscribe"));
         }
         let pid = self.media_participant(me, &p.call_id, |_| Ok(()))?;
-        self.sfu.subscriber_answer(pid, p.sdp).await.inspect_err(|e| {
-            warn!(call_id = %p.call_id, user_id = %me.user.id, error = %e, "subscriber answer refused");
-        })?;
+        self.sfu
+            .subscriber_answer(pid, p.sdp)
+            .await
+            .inspect_err(|e| log_refusal(me, &p.call_id, "subscriber answer", e))?;
         let _state = self.still_in_call(me, &p.call_id)?;
         ok_ack(ack, json!({}));
         Ok(())
@@ -202,5 +214,16 @@ impl Hub {
             }),
         );
         Ok(())
+    }
+}
+
+/// Logs an SFU refusal. Refusals the client caused (its SDP, track kinds or count) are its
+/// business and may carry its SDP in the message: `debug`, so a client cannot flood the logs
+/// (the refusal still counts as a strike). Only the server's own failures are warnings.
+fn log_refusal(me: &Me, call_id: &CallId, what: &str, error: &SfuError) {
+    if error.is_input() {
+        debug!(%call_id, user_id = %me.user.id, %error, "{what} refused");
+    } else {
+        warn!(%call_id, user_id = %me.user.id, %error, "{what} failed");
     }
 }
