@@ -30,6 +30,52 @@ pub struct SignalingConfig {
     pub creator_ends_call: bool,
     /// Abuse limits (docs/security.md §4).
     pub limits: Limits,
+    /// Whom each socket's presence feed lists (docs/protocol.md, presence).
+    pub presence_scope: PresenceScope,
+    /// Presence changes are gathered this long and then sent as one `presence_update` per
+    /// socket: the cost of a connect no longer grows with the number of sockets.
+    pub presence_interval: Duration,
+    /// Packets queued for one socket (engine.io `max_buffer_size`). A socket whose queue is
+    /// full when a call event is due is disconnected rather than silently missing it.
+    pub send_queue_packets: usize,
+}
+
+/// Whom the presence feed lists to a socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PresenceScope {
+    /// Everyone online (the demo's lobby).
+    #[default]
+    Everyone,
+    /// Those whose token's `rooms` grant shares a room with the socket's token; tokens
+    /// without a `rooms` grant see, and are seen by, nobody.
+    Rooms,
+    /// Nobody: an application tells its users whom to call.
+    Nobody,
+}
+
+impl std::str::FromStr for PresenceScope {
+    type Err = ConfigError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "everyone" => Ok(Self::Everyone),
+            "rooms" => Ok(Self::Rooms),
+            "nobody" => Ok(Self::Nobody),
+            _ => Err(ConfigError(format!(
+                "presence scope `{s}`: expected everyone, rooms or nobody"
+            ))),
+        }
+    }
+}
+
+impl std::fmt::Display for PresenceScope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Everyone => "everyone",
+            Self::Rooms => "rooms",
+            Self::Nobody => "nobody",
+        })
+    }
 }
 
 /// Abuse limits. Breaking one refuses the event with a stable code; a socket that keeps
@@ -135,6 +181,9 @@ impl std::fmt::Debug for SignalingConfig {
             .field("trust_forwarded_for", &self.trust_forwarded_for)
             .field("creator_ends_call", &self.creator_ends_call)
             .field("limits", &self.limits)
+            .field("presence_scope", &self.presence_scope)
+            .field("presence_interval", &self.presence_interval)
+            .field("send_queue_packets", &self.send_queue_packets)
             .finish()
     }
 }
@@ -181,6 +230,16 @@ impl SignalingConfig {
                 "max_payload_bytes must be at least 1024".into(),
             ));
         }
+        if self.presence_interval.is_zero() || self.presence_interval > Duration::from_secs(10) {
+            return Err(ConfigError(
+                "presence_interval must be between 1 ms and 10 s".into(),
+            ));
+        }
+        if self.send_queue_packets < 16 {
+            return Err(ConfigError(
+                "send_queue_packets must be at least 16".into(),
+            ));
+        }
         self.limits.validate()
     }
 }
@@ -200,6 +259,11 @@ impl Default for SignalingConfig {
             trust_forwarded_for: false,
             creator_ends_call: false,
             limits: Limits::default(),
+            presence_scope: PresenceScope::default(),
+            presence_interval: Duration::from_millis(250),
+            // A 16-person call's catch-up (tracks, media states, offers) is well under 200
+            // packets; presence adds at most one per interval.
+            send_queue_packets: 1024,
         }
     }
 }

@@ -8,19 +8,24 @@
 //! are applied under a fresh lock, re-checking that the call still exists. Emitting *under*
 //! the lock is deliberate: `SocketRef::emit` only queues the packet, and doing it there makes
 //! every socket see events in the same order the state changed (a `call_ended` can never
-//! overtake the `call_accepted` before it).
+//! overtake the `call_accepted` before it). Presence is the exception: it is O(sockets), so it
+//! is only marked under the lock and sent later, serialized once, outside it
+//! ([`delivery`]). A socket whose queue cannot take an event is disconnected, never left
+//! believing a state that moved on.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
 
 use serde::Serialize;
 use serde_json::{json, Value};
 use socketioxide::extract::{AckSender, SocketRef};
 use socketioxide::socket::Sid;
 use switchboard_sfu::{ParticipantId, Sfu, TrackKind};
+use tokio::sync::{mpsc, Notify};
 use tokio::task::AbortHandle;
-use tracing::{debug, info};
+use tracing::info;
 
 use crate::call::{Call, CallState, Member};
 use crate::identity::{Identity, NameError, TokenIssuer};
@@ -30,6 +35,7 @@ use crate::presence::Presence;
 use crate::{CallId, SignalingConfig, SignalingError, User, UserId};
 
 mod calls;
+mod delivery;
 mod media;
 pub(crate) mod recording;
 mod sfu_events;
@@ -77,14 +83,20 @@ pub(crate) struct Hub {
     pub tokens: TokenIssuer,
     pub sfu: Sfu,
     state: Mutex<State>,
+    /// Wakes the presence flusher when something changed.
+    presence_wake: Arc<Notify>,
+    /// Sockets that could not take an event, for the eviction task.
+    evictions: mpsc::UnboundedSender<SocketRef>,
+    eviction_queue: Mutex<Option<mpsc::UnboundedReceiver<SocketRef>>>,
     /// Call transitions go to the call history through this (never blocks).
     history: crate::history_bridge::HistoryBridge,
     recording_config: recording::RecordingConfig,
 }
 
-#[derive(Default)]
 struct State {
     presence: Presence<Sid>,
+    /// The presence flusher's wake-up (shared with the hub).
+    presence_wake: Arc<Notify>,
     sockets: HashMap<Sid, SocketRef>,
     /// Users who signed in through this server (online or not): tells `unknown_user` from
     /// `user_offline`. Tokens outlive a restart, so a reconnecting user is added at connect.
@@ -100,6 +112,28 @@ struct State {
 }
 
 impl State {
+    fn new(presence_wake: Arc<Notify>) -> Self {
+        Self {
+            presence: Presence::default(),
+            presence_wake,
+            sockets: HashMap::new(),
+            known: HashMap::new(),
+            calls: HashMap::new(),
+            user_calls: HashMap::new(),
+            sockets_per_ip: HashMap::new(),
+            user_events: HashMap::new(),
+            shutting_down: false,
+        }
+    }
+
+    /// Notes that `user` may have changed in presence (online, offline, busy): sent with
+    /// the next flush.
+    fn presence_changed(&mut self, user: &UserId) {
+        self.presence.mark(user);
+        // Stores at most one permit: cheap, and the flusher gathers until its next pass.
+        self.presence_wake.notify_one();
+    }
+
     /// Emits `event` to each of `sids` that is still connected.
     fn send(&self, sids: impl IntoIterator<Item = Sid>, event: &str, body: &Value) {
         for sid in sids {
@@ -269,9 +303,35 @@ fn ok_ack(ack: &mut Option<AckSender>, extra: Value) {
     }
 }
 
+/// Queues `event` for `socket`. If its queue is full the socket cannot keep up with its
+/// calls: it is handed to the eviction task (disconnected, its calls updated) instead of
+/// silently missing the event.
 fn emit<T: Serialize + ?Sized>(socket: &SocketRef, event: &str, data: &T) {
-    if let Err(e) = socket.emit(event, data) {
-        debug!(sid = %socket.id, event, error = %e, "emit failed (socket closing)");
+    delivery::emit(socket, event, data);
+}
+
+/// The hub's state, locked; the hold time goes to a histogram when it is released.
+struct StateGuard<'a> {
+    guard: MutexGuard<'a, State>,
+    since: Instant,
+}
+
+impl std::ops::Deref for StateGuard<'_> {
+    type Target = State;
+    fn deref(&self) -> &State {
+        &self.guard
+    }
+}
+
+impl std::ops::DerefMut for StateGuard<'_> {
+    fn deref_mut(&mut self) -> &mut State {
+        &mut self.guard
+    }
+}
+
+impl Drop for StateGuard<'_> {
+    fn drop(&mut self) {
+        crate::metrics::hub_lock_held(self.since.elapsed());
     }
 }
 
@@ -292,20 +352,29 @@ impl Hub {
         };
         let tokens =
             TokenIssuer::with_keys(keys, config.token_lifetime, config.token_policy.clone());
+        let presence_wake = Arc::new(Notify::new());
+        let (evictions, eviction_queue) = mpsc::unbounded_channel();
         Self {
             config,
             tokens,
             sfu,
-            state: Mutex::new(State::default()),
+            state: Mutex::new(State::new(Arc::clone(&presence_wake))),
+            presence_wake,
+            evictions,
+            eviction_queue: Mutex::new(Some(eviction_queue)),
             history: crate::history_bridge::HistoryBridge::disabled(),
             recording_config: recording::RecordingConfig::default(),
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
+    fn lock(&self) -> StateGuard<'_> {
         // A panic under the lock would be a bug; the state is still consistent enough to keep
         // serving other users, so poisoning is ignored.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        let guard = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        StateGuard {
+            guard,
+            since: Instant::now(),
+        }
     }
 
     /// Issues a session token and remembers the user.
@@ -319,7 +388,8 @@ impl Hub {
     pub fn stats(&self) -> SignalingStats {
         let state = self.lock();
         SignalingStats {
-            online_users: state.presence.snapshot(|_| false).len(),
+            // Counted, never listed: scrapes must not hold the lock for O(users) work.
+            online_users: state.presence.online_users(),
             sockets: state.sockets.len(),
             calls: state.calls.len(),
             active_calls: state
@@ -394,9 +464,14 @@ impl Hub {
         );
         state.known.insert(me.user.id.clone(), me.user.clone());
         state.sockets.insert(me.sid(), me.socket.clone());
-        state.presence.add_socket(&me.user, me.sid());
+        let dirs = self.presence_dirs(me);
+        state.presence.add_socket(&me.user, me.sid(), dirs.clone());
+        state.presence_changed(&me.user.id);
         info!(user_id = %me.user.id, sid = %me.sid(), "socket connected");
-        broadcast_presence(&state);
+        // Under the lock so that no delta can overtake it; serialized once per interval and
+        // group, so this only copies it.
+        let snapshot = state.presence.snapshot(&dirs);
+        emit(&me.socket, "presence", &*snapshot);
         Ok(bucket)
     }
 
@@ -408,6 +483,7 @@ impl Hub {
             return;
         }
         let went_offline = state.presence.remove_socket(&me.user.id, &sid);
+        state.presence_changed(&me.user.id);
         if went_offline {
             state.user_events.remove(&me.user.id);
         }
@@ -439,16 +515,5 @@ impl Hub {
             }
         }
         info!(user_id = %me.user.id, %sid, went_offline, "socket disconnected");
-        broadcast_presence(&state);
-    }
-}
-
-fn broadcast_presence(state: &State) {
-    let users = state
-        .presence
-        .snapshot(|id| state.user_calls.contains_key(id));
-    let payload = json!({ "users": users });
-    for socket in state.sockets.values() {
-        emit(socket, "presence", &payload);
     }
 }

@@ -66,7 +66,7 @@ use socketioxide::SocketIo;
 use switchboard_sfu::{Sfu, SfuEvents};
 
 pub use call::{CallKind, EndReason};
-pub use config::{ConfigError, Limits, SignalingConfig};
+pub use config::{ConfigError, Limits, PresenceScope, SignalingConfig};
 pub use error::{ErrorEvent, SignalingError};
 pub use hub::recording::RecordingConfig;
 pub use hub::SignalingStats;
@@ -110,13 +110,16 @@ impl Signaling {
             Some(store) => history_bridge::HistoryBridge::start(store),
             None => history_bridge::HistoryBridge::disabled(),
         };
+        let send_queue = config.send_queue_packets;
         let hub = Arc::new(hub::Hub::new(config, sfu).with_persistence(bridge, recording));
         let (layer, io) = SocketIo::builder()
             .max_payload(transport_limit as u64)
+            .max_buffer_size(send_queue)
             .ws_max_message_size(transport_limit)
             .with_state(Arc::clone(&hub))
             .build_layer();
         namespace::register(&io);
+        hub.start_background_tasks();
         tokio::spawn(Arc::clone(&hub).run_sfu_events_then_close(sfu_events));
         Ok((layer, Signaling { hub, io }))
     }

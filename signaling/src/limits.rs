@@ -42,6 +42,7 @@ pub(crate) struct SocketGuard {
     events: Bucket,
     strikes: Bucket,
     kicked: AtomicBool,
+    evicted: AtomicBool,
 }
 
 impl SocketGuard {
@@ -54,6 +55,7 @@ impl SocketGuard {
             events: bucket(limits.socket_events_per_sec, limits.socket_event_burst),
             strikes: RateLimiter::direct(strikes),
             kicked: AtomicBool::new(false),
+            evicted: AtomicBool::new(false),
         }
     }
 
@@ -61,6 +63,13 @@ impl SocketGuard {
     /// strikes and must be disconnected.
     pub fn strike(&self) -> bool {
         self.strikes.check().is_err() && !self.kicked.swap(true, Ordering::Relaxed)
+    }
+
+    /// Marks the socket evicted (it could not take its events): its further events are
+    /// ignored. Returns true only the first time.
+    pub fn evict(&self) -> bool {
+        self.kicked.store(true, Ordering::Relaxed);
+        !self.evicted.swap(true, Ordering::Relaxed)
     }
 
     pub fn is_kicked(&self) -> bool {

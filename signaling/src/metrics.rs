@@ -9,8 +9,9 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use prometheus::{
-    register_histogram_with_registry, register_int_counter_vec_with_registry, Histogram,
-    HistogramOpts, IntCounterVec, Opts,
+    register_histogram_with_registry, register_int_counter_vec_with_registry,
+    register_int_counter_with_registry, Histogram, HistogramOpts, IntCounter, IntCounterVec,
+    Opts,
 };
 
 pub(crate) struct SignalingMetrics {
@@ -18,6 +19,8 @@ pub(crate) struct SignalingMetrics {
     calls_ended: IntCounterVec,
     call_setup_seconds: Histogram,
     call_duration_seconds: Histogram,
+    hub_lock_hold_seconds: Histogram,
+    sockets_evicted: IntCounter,
 }
 
 static METRICS: LazyLock<SignalingMetrics> = LazyLock::new(|| {
@@ -61,12 +64,32 @@ static METRICS: LazyLock<SignalingMetrics> = LazyLock::new(|| {
             registry
         )
         .expect("metric names are unique"),
+        hub_lock_hold_seconds: register_histogram_with_registry!(
+            HistogramOpts::new(
+                "switchboard_signaling_hub_lock_hold_seconds",
+                "How long each acquisition of the signaling hub's lock was held."
+            )
+            .buckets(vec![
+                1e-6, 4e-6, 16e-6, 64e-6, 256e-6, 1e-3, 4e-3, 16e-3, 64e-3, 0.25, 1.0
+            ]),
+            registry
+        )
+        .expect("metric names are unique"),
+        sockets_evicted: register_int_counter_with_registry!(
+            Opts::new(
+                "switchboard_signaling_sockets_evicted_total",
+                "Sockets disconnected because their send queue was full when an event was due."
+            ),
+            registry
+        )
+        .expect("metric names are unique"),
     }
 });
 
 /// Makes the metrics exist (with zero values) before the first event, so a scrape right
 /// after start already lists them.
 pub fn init() {
+    LazyLock::force(&METRICS);
     for reason in crate::EndReason::ALL {
         METRICS.calls_ended.with_label_values(&[reason.as_str()]);
     }
@@ -93,4 +116,13 @@ pub(crate) fn call_media_started(since_initiate: Duration) {
     METRICS
         .call_setup_seconds
         .observe(since_initiate.as_secs_f64());
+}
+
+/// One release of the hub's lock, held for `held`.
+pub(crate) fn hub_lock_held(held: Duration) {
+    METRICS.hub_lock_hold_seconds.observe(held.as_secs_f64());
+}
+
+pub(crate) fn socket_evicted() {
+    METRICS.sockets_evicted.inc();
 }

@@ -111,6 +111,8 @@ async fn on_connect(socket: SocketRef, State(hub): State<Arc<Hub>>) {
         identity: Arc::clone(&admitted.identity),
         ip: admitted.ip,
     };
+    // Before anything is emitted to it: a socket that cannot take its events is evicted.
+    socket.extensions.insert(hub.evictor());
     // Registration re-checks the socket limits atomically (connects race past the precheck).
     let user_events = match hub.connect(&me) {
         Ok(bucket) => bucket,

@@ -13,7 +13,7 @@ use switchboard_sfu::RoomId;
 use tracing::{debug, info, warn};
 
 use super::{
-    broadcast_presence, emit, ok_ack, participant_id, user_json, CallEntry, Hub, Me, Seat, State,
+    emit, ok_ack, participant_id, user_json, CallEntry, Hub, Me, Seat, State,
 };
 use crate::call::{Attendance, Call, CallRules, Departure, EndReason, HangupReason};
 use crate::payload::{self, CallRef, EndCall, InitiateCall, InviteParticipant};
@@ -150,10 +150,11 @@ impl Hub {
             let seat = self.ring(&state, &call_id, invitee, &incoming);
             entry.seats.insert(invitee.id.clone(), seat);
             state.user_calls.insert(invitee.id.clone(), call_id.clone());
+            state.presence_changed(&invitee.id);
         }
         state.user_calls.insert(me.user.id.clone(), call_id.clone());
+        state.presence_changed(&me.user.id);
         state.calls.insert(call_id, entry);
-        broadcast_presence(&state);
         Ok(())
     }
 
@@ -189,8 +190,8 @@ impl Hub {
         let seat = self.ring(&state, &call_id, &invitee, &incoming);
         let entry = state.calls.get_mut(&call_id).expect("checked above");
         entry.seats.insert(invitee.id.clone(), seat);
+        state.presence_changed(&invitee.id);
         state.user_calls.insert(invitee.id, call_id);
-        broadcast_presence(&state);
         Ok(())
     }
 
@@ -451,6 +452,7 @@ impl Hub {
                 let remaining = entry.joined_sockets();
                 if state.user_calls.get(&user.id) == Some(call_id) {
                     state.user_calls.remove(&user.id);
+                    state.presence_changed(&user.id);
                 }
                 if seat.media_requested {
                     self.history.left(call_id, &user.id);
@@ -472,7 +474,6 @@ impl Hub {
                     "participant_left",
                     &json!({ "call_id": call_id, "user": user_json(user), "reason": reason.as_str() }),
                 );
-                broadcast_presence(state);
             }
         }
     }
@@ -495,6 +496,7 @@ impl Hub {
             let user_id = &member.user.id;
             if state.user_calls.get(user_id) == Some(call_id) {
                 state.user_calls.remove(user_id);
+                state.presence_changed(user_id);
             }
             let Some(seat) = entry.seats.get_mut(user_id) else {
                 continue;
@@ -526,7 +528,6 @@ impl Hub {
             ended["by"] = user_json(by);
         }
         state.send(targets, "call_ended", &ended);
-        broadcast_presence(state);
         if !to_leave.is_empty() {
             self.spawn_leave(call_id, to_leave.iter());
         }

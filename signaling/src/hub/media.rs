@@ -4,14 +4,14 @@
 //! SFU requests are made without the hub's lock; afterwards [`Hub::still_in_call`] re-checks
 //! that the member is still in the call before anything is acknowledged.
 
-use std::sync::MutexGuard;
+use super::StateGuard;
 
 use serde_json::{json, Value};
 use socketioxide::extract::AckSender;
 use switchboard_sfu::{MediaPolicy, ParticipantId, PeerRole, SfuError};
 use tracing::{debug, warn};
 
-use super::{ok_ack, participant_id, Hub, Me, Seat, State};
+use super::{ok_ack, participant_id, Hub, Me, Seat};
 use crate::identity::PublishSource;
 use crate::payload::{
     self, MediaState, TrackSource, WebrtcAnswer, WebrtcIceCandidate, WebrtcOffer,
@@ -57,7 +57,7 @@ impl Hub {
         &self,
         me: &Me,
         call_id: &CallId,
-    ) -> Result<MutexGuard<'_, State>, SignalingError> {
+    ) -> Result<StateGuard<'_>, SignalingError> {
         let state = self.lock();
         state.call_of(me, call_id)?;
         Ok(state)

@@ -4,7 +4,7 @@
 
 #![allow(dead_code)]
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -128,6 +128,8 @@ pub struct Client {
     buffered: VecDeque<Received>,
     acks: Arc<Mutex<HashMap<u64, oneshot::Sender<Value>>>>,
     next_ack: u64,
+    /// Who is online as far as this client was told, by user id (`None` before the snapshot).
+    presence: Option<BTreeMap<String, Value>>,
 }
 
 impl Client {
@@ -218,6 +220,7 @@ impl Client {
             buffered: VecDeque::new(),
             acks,
             next_ack: 1,
+            presence: None,
         })
     }
 
@@ -281,14 +284,54 @@ impl Client {
         self.expect_where("error", |d| d["code"] == code).await
     }
 
-    /// Waits for a presence list in which `check` holds.
+    /// Waits until the presence list this client has been told (the `presence` snapshot it
+    /// got at connect, updated by every `presence_update` since) satisfies `check`.
     pub async fn expect_presence(&mut self, check: impl Fn(&[Value]) -> bool) -> Vec<Value> {
-        let data = self
-            .expect_where("presence", |d| {
-                d["users"].as_array().is_some_and(|users| check(users))
-            })
-            .await;
-        data["users"].as_array().unwrap().clone()
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        loop {
+            let users: Vec<Value> = self.presence.iter().flat_map(|p| p.values().cloned()).collect();
+            if self.presence.is_some() && check(&users) {
+                return users;
+            }
+            let next = match self
+                .buffered
+                .iter()
+                .position(|r| r.event == "presence" || r.event == "presence_update")
+            {
+                Some(i) => self.buffered.remove(i).unwrap(),
+                None => loop {
+                    match tokio::time::timeout_at(deadline, self.inbox.recv()).await {
+                        Ok(Some(r)) if r.event == "presence" || r.event == "presence_update" => {
+                            break r
+                        }
+                        Ok(Some(r)) => self.buffered.push_back(r),
+                        Ok(None) => panic!("{}: connection closed while waiting for presence", self.name),
+                        Err(_) => panic!(
+                            "{}: presence never matched within {DEADLINE:?}; last: {users:?}",
+                            self.name
+                        ),
+                    }
+                },
+            };
+            self.apply_presence(&next);
+        }
+    }
+
+    /// Applies a `presence` snapshot or a `presence_update` delta to this client's view.
+    fn apply_presence(&mut self, r: &Received) {
+        if r.event == "presence" {
+            self.presence = Some(BTreeMap::new());
+        }
+        let Some(presence) = self.presence.as_mut() else {
+            return;
+        };
+        for user in r.data["users"].as_array().into_iter().flatten() {
+            presence
+                .insert(user["id"].as_str().unwrap_or("").to_owned(), user.clone());
+        }
+        for id in r.data["offline"].as_array().into_iter().flatten() {
+            presence.remove(id.as_str().unwrap_or(""));
+        }
     }
 
     /// True if an event named `event` was received and not consumed yet (drains the inbox).
