@@ -5,7 +5,9 @@
 //! as `Authorization: Bearer <token>`, `401 {"error": {"code": "missing_token" |
 //! "invalid_token" | "expired_token"}}` with `WWW-Authenticate: Bearer` before anything else,
 //! and `404 {"error": {"code": "unknown_recording"}}` both for a recording that does not exist
-//! and for one of a call the user was not in, so ids cannot be probed. The file is served by
+//! and for one the user may not see (of a call they were not in while it was recorded, see
+//! docs/history.md), so ids cannot be probed. A file still being written is
+//! `409 {"error": {"code": "recording_in_progress"}}`. The file is served by
 //! tower-http's `ServeFile`: `Range` requests get `206 Partial Content`, `HEAD` works,
 //! `Content-Type` is `video/webm`.
 
@@ -18,7 +20,7 @@ use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
 use switchboard_signaling::history::http::error_response;
-use switchboard_signaling::history::{HistoryStore, RecordingId};
+use switchboard_signaling::history::{HistoryStore, RecordingId, RecordingState};
 use switchboard_signaling::{TokenError, User};
 use tower_http::services::ServeFile;
 use tracing::{error, warn};
@@ -72,6 +74,13 @@ async fn download(
             );
         }
     };
+    if recording.state == RecordingState::Recording {
+        return error_response(
+            StatusCode::CONFLICT,
+            "recording_in_progress",
+            "the recording is still being written",
+        );
+    }
     match ServeFile::new(&recording.path).try_call(request).await {
         Ok(response) => {
             if response.status() == StatusCode::NOT_FOUND {

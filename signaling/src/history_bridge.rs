@@ -424,6 +424,12 @@ impl Writer {
                     duration_ms: u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
                     started_by,
                     created_at: at,
+                    started_at: Timestamp::from_millis(
+                        at.as_millis()
+                            .saturating_sub(i64::try_from(duration.as_millis()).unwrap_or(0)),
+                    ),
+                    state: crate::history::RecordingState::Finished,
+                    session_id: None,
                 };
                 ("add_recording", self.store.add_recording(&recording).await)
             }

@@ -12,7 +12,7 @@ use serde_json::Value;
 use sqlx::Connection;
 use switchboard_signaling::history::{
     http, CallState, HistoryConfig, HistoryError, HistoryStore, ListQuery, Outcome,
-    ParticipantRole, QualitySummary, Recording, RecordingId, Timestamp,
+    ParticipantRole, QualitySummary, Recording, RecordingId, RecordingState, Timestamp,
 };
 use switchboard_signaling::identity::TokenIssuer;
 use switchboard_signaling::{CallId, CallKind, User, UserId};
@@ -350,6 +350,9 @@ async fn stores_quality_and_recordings(db: &Db) {
         duration_ms: 8_000,
         started_by: alice.id.clone(),
         created_at: ts(T0 + 10_500),
+        started_at: ts(T0 + 2_500),
+        state: RecordingState::Finished,
+        session_id: None,
     };
     store.add_recording(&recording).await.unwrap();
     assert!(matches!(
@@ -374,15 +377,26 @@ async fn stores_quality_and_recordings(db: &Db) {
     // Never joined: no join or leave time, even after the call ended.
     assert_eq!(call.participants[0].joined_at, None);
     assert_eq!(call.participants[0].left_at, None);
+    // Alice never joined (finding 7): the recording is not hers to see.
+    assert_eq!(call.recordings, vec![]);
+    let call = store.get_for_user(&bob.id, &id).await.unwrap().unwrap();
     assert_eq!(call.recordings, vec![recording.clone()]);
 
-    // Any participant may see the recording; nobody else can tell it exists.
+    // A participant who was in the call while it was recorded may see the recording; nobody
+    // else can tell it exists.
+    assert_eq!(
+        store
+            .recording_for_user(&bob.id, &recording.id)
+            .await
+            .unwrap(),
+        Some(recording.clone())
+    );
     assert_eq!(
         store
             .recording_for_user(&alice.id, &recording.id)
             .await
             .unwrap(),
-        Some(recording.clone())
+        None
     );
     assert_eq!(
         store

@@ -36,5 +36,5 @@ pub use store::HistoryStore;
 pub use types::{
     CallRecord, CallState, Cursor, CursorError, HistoryConfig, HistoryError, ListQuery,
     NewRecording, Outcome, Page, ParticipantRecord, ParticipantRole, QualitySummary, Recording,
-    RecordingId, Timestamp,
+    RecordingId, RecordingState, Timestamp,
 };

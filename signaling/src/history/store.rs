@@ -9,7 +9,8 @@ use sqlx::{AnyPool, Row};
 
 use super::types::{
     CallRecord, CallState, Cursor, HistoryConfig, HistoryError, ListQuery, Outcome, Page,
-    ParticipantRecord, ParticipantRole, QualitySummary, Recording, RecordingId, Timestamp,
+    ParticipantRecord, ParticipantRole, QualitySummary, Recording, RecordingId, RecordingState,
+    Timestamp,
 };
 use crate::{CallId, CallKind, User, UserId};
 
@@ -30,7 +31,18 @@ const PARTICIPANT_COLUMNS: &str = "call_id, user_id, display_name, role, joined_
 
 const RECORDING_COLUMNS: &str =
     "r.id, r.call_id, r.participant_user_id, r.path, r.bytes, r.duration_ms, r.started_by, \
-     r.created_at";
+     r.created_at, COALESCE(r.started_at, r.created_at - r.duration_ms) AS started_at, r.state, \
+     r.session_id";
+
+/// Who may see a recording `r` (finding 7): `me`, the viewer's participant row of its call,
+/// must have joined, and their time in the call, `[joined_at, left_at]`, must overlap the
+/// recording's `[started_at, created_at]` (open-ended while it is still recording). Someone
+/// who declined, never answered, left before it started or joined after it finished does not
+/// see it. The row keeps a member's first join and last leave, so someone who left and
+/// rejoined is judged on that whole span.
+const VISIBLE_TO_ME: &str = "me.joined_at IS NOT NULL \
+     AND (r.state = 'recording' OR me.joined_at <= r.created_at) \
+     AND (me.left_at IS NULL OR me.left_at >= COALESCE(r.started_at, r.created_at - r.duration_ms))";
 
 /// The call history: a handle on a connection pool. Cheap to clone; clones share the pool.
 #[derive(Clone, Debug)]
@@ -357,8 +369,9 @@ impl HistoryStore {
             .await?;
         let inserted = sqlx::query(
             "INSERT INTO recordings \
-                 (id, call_id, participant_user_id, path, bytes, duration_ms, started_by, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                 (id, call_id, participant_user_id, path, bytes, duration_ms, started_by, \
+                  created_at, started_at, state, session_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(recording.id.as_str())
         .bind(recording.call_id.as_str())
@@ -368,6 +381,9 @@ impl HistoryStore {
         .bind(duration_ms)
         .bind(recording.started_by.as_str())
         .bind(recording.created_at.as_millis())
+        .bind(recording.started_at.as_millis())
+        .bind(recording.state.as_str())
+        .bind(recording.session_id.as_deref())
         .execute(&self.pool)
         .await;
         match inserted {
@@ -432,7 +448,7 @@ impl HistoryStore {
             .take(query.limit as usize)
             .map(call_from_row)
             .collect::<Result<Vec<_>, _>>()?;
-        self.attach_children(&mut calls).await?;
+        self.attach_children(user_id, &mut calls).await?;
         let next_cursor = if has_more {
             calls.last().map(Cursor::after)
         } else {
@@ -459,11 +475,12 @@ impl HistoryStore {
         .await?;
         let Some(row) = row else { return Ok(None) };
         let mut calls = vec![call_from_row(&row)?];
-        self.attach_children(&mut calls).await?;
+        self.attach_children(user_id, &mut calls).await?;
         Ok(calls.pop())
     }
 
-    /// One recording, only if `user_id` took part in its call (whoever's media it holds).
+    /// One recording, only if `user_id` was in its call while it was recorded (whoever's media
+    /// it holds; see `VISIBLE_TO_ME`).
     pub async fn recording_for_user(
         &self,
         user_id: &UserId,
@@ -472,7 +489,7 @@ impl HistoryStore {
         let row = sqlx::query(&format!(
             "SELECT {RECORDING_COLUMNS} FROM recordings r \
              JOIN call_participants me ON me.call_id = r.call_id AND me.user_id = $1 \
-             WHERE r.id = $2"
+             WHERE r.id = $2 AND {VISIBLE_TO_ME}"
         ))
         .bind(user_id.as_str())
         .bind(recording_id.as_str())
@@ -524,15 +541,23 @@ impl HistoryStore {
         Ok(ringing + active)
     }
 
-    /// Fills in the participants and recordings of `calls` with one query each.
-    async fn attach_children(&self, calls: &mut [CallRecord]) -> Result<(), HistoryError> {
+    /// Fills in the participants of `calls`, and the recordings `viewer` may see, with one
+    /// query each.
+    async fn attach_children(
+        &self,
+        viewer: &UserId,
+        calls: &mut [CallRecord],
+    ) -> Result<(), HistoryError> {
         if calls.is_empty() {
             return Ok(());
         }
-        let placeholders = (1..=calls.len())
-            .map(|i| format!("${i}"))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let count = calls.len();
+        let placeholders = |first: usize| {
+            (first..first + count)
+                .map(|i| format!("${i}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         let index: HashMap<CallId, usize> = calls
             .iter()
             .enumerate()
@@ -541,7 +566,8 @@ impl HistoryStore {
 
         let sql = format!(
             "SELECT {PARTICIPANT_COLUMNS} FROM call_participants \
-             WHERE call_id IN ({placeholders}) ORDER BY call_id, position"
+             WHERE call_id IN ({}) ORDER BY call_id, position",
+            placeholders(1)
         );
         let mut select = sqlx::query(&sql);
         for call in calls.iter() {
@@ -556,9 +582,12 @@ impl HistoryStore {
 
         let sql = format!(
             "SELECT {RECORDING_COLUMNS} FROM recordings r \
-             WHERE r.call_id IN ({placeholders}) ORDER BY r.created_at, r.id"
+             JOIN call_participants me ON me.call_id = r.call_id AND me.user_id = $1 \
+             WHERE r.call_id IN ({}) AND {VISIBLE_TO_ME} \
+             ORDER BY r.created_at, r.id",
+            placeholders(2)
         );
-        let mut select = sqlx::query(&sql);
+        let mut select = sqlx::query(&sql).bind(viewer.as_str());
         for call in calls.iter() {
             select = select.bind(call.id.as_str());
         }
@@ -730,6 +759,13 @@ fn recording_from_row(row: &AnyRow) -> Result<Recording, HistoryError> {
         duration_ms: unsigned("duration_ms")?,
         started_by: UserId::new(row.try_get::<String, _>("started_by")?),
         created_at: Timestamp::from_millis(row.try_get("created_at")?),
+        started_at: Timestamp::from_millis(row.try_get("started_at")?),
+        state: {
+            let state: String = row.try_get("state")?;
+            RecordingState::parse(&state)
+                .ok_or_else(|| corrupt(format!("recording {id}: state {state:?}")))?
+        },
+        session_id: row.try_get("session_id")?,
         id,
     })
 }

@@ -380,7 +380,48 @@ pub struct Recording {
     pub bytes: u64,
     pub duration_ms: u64,
     pub started_by: UserId,
+    /// When the file was finished (`finished`), found interrupted (`interrupted`), or
+    /// started (`recording`).
     pub created_at: Timestamp,
+    /// When the file started.
+    pub started_at: Timestamp,
+    pub state: RecordingState,
+    /// The recording run (one `start_recording`) this file belongs to; `None` for files
+    /// recorded before sessions existed.
+    #[serde(skip_serializing)]
+    pub session_id: Option<String>,
+}
+
+/// Where a recording file is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordingState {
+    /// Being written; not downloadable yet.
+    Recording,
+    /// Complete and finalised.
+    Finished,
+    /// The server stopped without finishing it (crash, kill): the file is playable up to
+    /// about its last cluster, its duration and size are what was on disk.
+    Interrupted,
+}
+
+impl RecordingState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecordingState::Recording => "recording",
+            RecordingState::Finished => "finished",
+            RecordingState::Interrupted => "interrupted",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "recording" => Some(RecordingState::Recording),
+            "finished" => Some(RecordingState::Finished),
+            "interrupted" => Some(RecordingState::Interrupted),
+            _ => None,
+        }
+    }
 }
 
 /// What [`HistoryStore::add_recording`](super::HistoryStore::add_recording) stores.

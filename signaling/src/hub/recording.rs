@@ -201,6 +201,17 @@ impl Hub {
         let by = {
             let mut state = self.lock();
             let entry = state.call_of_mut(me, &call_id)?;
+            // The same rule as starting (docs/security.md): the `record` grant, and a member
+            // who joined the call. A ringing invitee's socket passes `call_of_mut` (its seat
+            // is not bound yet), so membership is checked here, not assumed.
+            if !me.identity.grants.record {
+                return Err(SignalingError::MissingGrant("record"));
+            }
+            if entry.call.check_media(&me.user.id).is_err() {
+                return Err(SignalingError::InvalidState(
+                    "only a member who joined the call can stop its recording".into(),
+                ));
+            }
             let Some(RecState::Active { by }) = entry.recording.clone() else {
                 return Err(SignalingError::NotRecording);
             };
