@@ -190,6 +190,28 @@ async fn every_dashboard_expression_returns_data_after_one_call() -> Result<()> 
         for rule in &rules {
             assert_eq!(rule["health"], "ok", "{rule}");
         }
+        // docs/operations.md's metrics table names exactly the families /metrics serves now
+        // that a call has happened (process_* is one row).
+        let exposition = http
+            .get(format!("http://{metrics_addr}/metrics"))
+            .send()
+            .await?
+            .text()
+            .await?;
+        let served: std::collections::BTreeSet<String> = exposition
+            .lines()
+            .filter_map(|line| line.strip_prefix("# TYPE "))
+            .filter_map(|line| line.split(' ').next())
+            .filter(|name| !name.starts_with("process_"))
+            .map(str::to_owned)
+            .collect();
+        let documented = documented_metrics();
+        let undocumented: Vec<_> = served.difference(&documented).collect();
+        let stale: Vec<_> = documented.difference(&served).collect();
+        assert!(
+            undocumented.is_empty() && stale.is_empty(),
+            "not in docs/operations.md: {undocumented:?}; documented, not served: {stale:?}"
+        );
         // The media task answers, so the stalled-media alert's series is 1, not absent.
         let responsive = query(&http, &prometheus, "switchboard_media_task_responsive").await?;
         assert_eq!(responsive[0]["value"][1], "1");
@@ -208,4 +230,25 @@ fn which(name: &str) -> Option<std::path::PathBuf> {
             .map(|dir| dir.join(name))
             .find(|path| Path::new(path).is_file())
     })
+}
+
+/// The backticked `switchboard_*` names in the first column of docs/operations.md's metrics
+/// table.
+fn documented_metrics() -> std::collections::BTreeSet<String> {
+    let docs = include_str!("../../docs/operations.md");
+    let section = docs.split("\n## Metrics").nth(1).expect("a Metrics section");
+    let section = section.split("\n## ").next().unwrap_or(section);
+    section
+        .lines()
+        .filter(|line| line.starts_with("| `"))
+        .flat_map(|line| {
+            line.split('|')
+                .nth(1)
+                .unwrap_or_default()
+                .split('`')
+                .filter(|part| part.starts_with("switchboard_"))
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .collect()
 }

@@ -304,6 +304,11 @@ async fn metrics_addr_moves_metrics_off_the_public_port() {
     assert!(body.contains("switchboard_media_task_responsive 1"), "{body}");
     assert!(body.contains("switchboard_recording_disk_free_bytes"));
     assert!(!body.contains("switchboard_recording_disk_free_bytes -1"));
+    // Pre-created before any client event (D13): the dashboard shows 0, not "No data".
+    assert!(
+        body.contains(r#"switchboard_signaling_events_total{event="stop_recording",result="ok"}"#),
+        "{body}"
+    );
     // Nothing else is served there.
     assert_eq!(get(metrics_addr, "/api/calls", None).await.0, 404);
 }
