@@ -208,14 +208,26 @@ pub struct LimitFlags {
     #[arg(long, env = "SWITCHBOARD_MAX_CONNECTIONS", default_value_t = 10_000)]
     pub max_connections: usize,
     /// Seconds a client gets to send a request's headers before its connection is closed.
-    #[arg(long, env = "SWITCHBOARD_HEADER_READ_TIMEOUT_SECS", default_value_t = 10)]
+    #[arg(
+        long,
+        env = "SWITCHBOARD_HEADER_READ_TIMEOUT_SECS",
+        default_value_t = 10
+    )]
     pub header_read_timeout_secs: u64,
     /// Seconds a new Socket.IO transport has to authenticate (CONNECT) before it is closed.
-    #[arg(long, env = "SWITCHBOARD_SOCKETIO_CONNECT_TIMEOUT_SECS", default_value_t = 10)]
+    #[arg(
+        long,
+        env = "SWITCHBOARD_SOCKETIO_CONNECT_TIMEOUT_SECS",
+        default_value_t = 10
+    )]
     pub socketio_connect_timeout_secs: u64,
     /// New Engine.IO sessions one client IP may open per --socketio-connect-timeout-secs (so
     /// also the unauthenticated sessions it can hold at once).
-    #[arg(long, env = "SWITCHBOARD_MAX_PREAUTH_SESSIONS_PER_IP", default_value_t = 32)]
+    #[arg(
+        long,
+        env = "SWITCHBOARD_MAX_PREAUTH_SESSIONS_PER_IP",
+        default_value_t = 32
+    )]
     pub max_preauth_sessions_per_ip: usize,
     /// Seconds a peer connection may take to complete ICE + DTLS before it is released.
     #[arg(

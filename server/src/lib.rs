@@ -344,12 +344,14 @@ async fn serve(
             continue;
         };
         // What into_make_service_with_connect_info did: signaling reads the client IP here.
-        let service = app.clone().map_request(move |mut request: axum::extract::Request<_>| {
-            request
-                .extensions_mut()
-                .insert(axum::extract::ConnectInfo(peer));
-            request
-        });
+        let service = app
+            .clone()
+            .map_request(move |mut request: axum::extract::Request<_>| {
+                request
+                    .extensions_mut()
+                    .insert(axum::extract::ConnectInfo(peer));
+                request
+            });
         let connection = http
             .serve_connection(
                 TokioIo::new(stream),

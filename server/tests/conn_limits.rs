@@ -134,7 +134,10 @@ async fn pre_auth_sessions_per_ip_are_capped_and_expire() {
         sids.push(open["sid"].as_str().unwrap().to_owned());
     }
     for _ in 0..3 {
-        assert_eq!(get(addr, handshake).await, (429, "too_many_sessions".into()));
+        assert_eq!(
+            get(addr, handshake).await,
+            (429, "too_many_sessions".into())
+        );
     }
     // A direct WebSocket is a new session too.
     assert_eq!(

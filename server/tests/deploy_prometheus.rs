@@ -53,7 +53,10 @@ async fn query(http: &reqwest::Client, prometheus: &str, expr: &str) -> Result<V
     if body["status"] != "success" {
         bail!("query failed: {body}");
     }
-    Ok(body["data"]["result"].as_array().cloned().unwrap_or_default())
+    Ok(body["data"]["result"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default())
 }
 
 /// One 1:1 call with media until both sides received packets and quality was scored.
@@ -106,8 +109,9 @@ async fn one_call(base_url: &str) -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_dashboard_expression_returns_data_after_one_call() -> Result<()> {
-    let prometheus_bin = which("prometheus")
-        .context("Debian's `prometheus` is needed (apt-get install prometheus; scripts/test does)")?;
+    let prometheus_bin = which("prometheus").context(
+        "Debian's `prometheus` is needed (apt-get install prometheus; scripts/test does)",
+    )?;
 
     let config = ServerConfig {
         metrics_addr: Some("127.0.0.1:0".parse()?),
@@ -161,7 +165,10 @@ async fn every_dashboard_expression_returns_data_after_one_call() -> Result<()> 
         while !missing.is_empty() {
             let mut still = Vec::new();
             for (title, expr) in missing {
-                if query(&http, &prometheus, &expr).await.map_or(true, |r| r.is_empty()) {
+                if query(&http, &prometheus, &expr)
+                    .await
+                    .map_or(true, |r| r.is_empty())
+                {
                     still.push((title, expr));
                 }
             }
@@ -236,7 +243,10 @@ fn which(name: &str) -> Option<std::path::PathBuf> {
 /// table.
 fn documented_metrics() -> std::collections::BTreeSet<String> {
     let docs = include_str!("../../docs/operations.md");
-    let section = docs.split("\n## Metrics").nth(1).expect("a Metrics section");
+    let section = docs
+        .split("\n## Metrics")
+        .nth(1)
+        .expect("a Metrics section");
     let section = section.split("\n## ").next().unwrap_or(section);
     section
         .lines()

@@ -28,7 +28,10 @@ fn coturn(port: u16) -> tokio::process::Child {
             &format!("--listening-port={port}"),
             "--log-file=stdout",
             "--simple-log",
-            &format!("--pidfile={}", scratch.join(format!("coturn-{port}.pid")).display()),
+            &format!(
+                "--pidfile={}",
+                scratch.join(format!("coturn-{port}.pid")).display()
+            ),
         ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
