@@ -31,6 +31,11 @@ pub struct ServerConfig {
     #[arg(long, env = "SWITCHBOARD_PUBLIC_IP")]
     pub public_ip: Option<IpAddr>,
 
+    /// Learn the public IP at start from this STUN server (`host:port`, e.g. one you run or
+    /// trust), for NAT/cloud nodes without a fixed --public-ip. --public-ip overrides it.
+    #[arg(long, env = "SWITCHBOARD_PUBLIC_IP_FROM_STUN")]
+    pub public_ip_from_stun: Option<String>,
+
     /// Directory of static web files served at `/`.
     #[arg(long, env = "SWITCHBOARD_WEB_DIR", default_value = "web/public")]
     pub web_dir: PathBuf,
@@ -77,8 +82,9 @@ pub struct ServerConfig {
     #[arg(long, env = "SWITCHBOARD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 
-    /// Production mode: refuse to start without --token-secret, and serve the open demo
-    /// sign-in only with --demo-sign-in. Origins are then same-origin plus --allowed-origins.
+    /// Production mode: refuse to start without a strong token secret (--token-secret-file or
+    /// --token-secret), and serve the open demo sign-in only with --demo-sign-in. Origins are
+    /// then same-origin plus --allowed-origins.
     #[arg(long, env = "SWITCHBOARD_PRODUCTION")]
     pub production: bool,
 
@@ -197,6 +203,32 @@ pub struct LimitFlags {
     /// Concurrent Socket.IO connections per client IP.
     #[arg(long, env = "SWITCHBOARD_MAX_SOCKETS_PER_IP", default_value_t = 64)]
     pub max_sockets_per_ip: usize,
+    /// Open HTTP connections at most; further ones are closed at accept (keep it under the
+    /// file descriptor limit, which recordings and the media socket need too).
+    #[arg(long, env = "SWITCHBOARD_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
+    /// Seconds a client gets to send a request's headers before its connection is closed.
+    #[arg(
+        long,
+        env = "SWITCHBOARD_HEADER_READ_TIMEOUT_SECS",
+        default_value_t = 10
+    )]
+    pub header_read_timeout_secs: u64,
+    /// Seconds a new Socket.IO transport has to authenticate (CONNECT) before it is closed.
+    #[arg(
+        long,
+        env = "SWITCHBOARD_SOCKETIO_CONNECT_TIMEOUT_SECS",
+        default_value_t = 10
+    )]
+    pub socketio_connect_timeout_secs: u64,
+    /// New Engine.IO sessions one client IP may open per --socketio-connect-timeout-secs (so
+    /// also the unauthenticated sessions it can hold at once).
+    #[arg(
+        long,
+        env = "SWITCHBOARD_MAX_PREAUTH_SESSIONS_PER_IP",
+        default_value_t = 32
+    )]
+    pub max_preauth_sessions_per_ip: usize,
     /// Seconds a peer connection may take to complete ICE + DTLS before it is released.
     #[arg(
         long,
@@ -254,6 +286,7 @@ impl ServerConfig {
             http_addr: localhost(0),
             media_addr: localhost(0),
             public_ip: None,
+            public_ip_from_stun: None,
             web_dir: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../web/public")),
             token_secret: Some("switchboard-test-secret-not-for-production".into()),
             token_secret_file: None,
@@ -309,6 +342,13 @@ impl ServerConfig {
                     "allowed origin `{origin}` is not `scheme://host[:port]`"
                 ));
             }
+        }
+        if self.limits.max_connections == 0
+            || self.limits.header_read_timeout_secs == 0
+            || self.limits.socketio_connect_timeout_secs == 0
+            || self.limits.max_preauth_sessions_per_ip == 0
+        {
+            return Err("connection limits and timeouts must be positive".into());
         }
         if self.limits.strike_forgiveness_secs == 0 || self.limits.media_connect_timeout_secs == 0 {
             return Err("strike forgiveness and media connect timeout must be at least 1 s".into());

@@ -65,8 +65,11 @@ impl Health {
             ..ListQuery::default()
         };
         let probe_user = UserId::new("switchboard-health-probe");
-        match tokio::time::timeout(PROBE_TIMEOUT, self.history.list_for_user(&probe_user, &query))
-            .await
+        match tokio::time::timeout(
+            PROBE_TIMEOUT,
+            self.history.list_for_user(&probe_user, &query),
+        )
+        .await
         {
             Err(_) => Err("database does not answer"),
             Ok(Err(_)) => Err("database query failed"),
@@ -128,7 +131,10 @@ pub async fn check(http_addr: SocketAddr, path: &str) -> anyhow::Result<()> {
         .await
         .map_err(|_| anyhow::anyhow!("{addr}{path}: no answer in time"))??;
     let status_line = response.lines().next().unwrap_or_default();
-    let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b).trim();
+    let body = response
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .trim();
     if status_line.split_whitespace().nth(1) == Some("200") {
         Ok(())
     } else {

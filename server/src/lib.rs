@@ -15,9 +15,11 @@
 //! connections to finish.
 
 pub mod config;
+pub mod conn_limits;
 pub mod health;
 pub mod metrics;
 pub mod origin;
+pub mod public_ip;
 pub mod recordings_http;
 pub mod secrets;
 
@@ -51,6 +53,15 @@ pub struct Server {
     health: health::Health,
     metrics_listener: Option<tokio::net::TcpListener>,
     scrape_sources: metrics::ScrapeSources,
+    http_limits: HttpLimits,
+    public_ip: Option<std::net::IpAddr>,
+}
+
+/// Limits of the HTTP server itself (finding 10).
+#[derive(Debug, Clone, Copy)]
+struct HttpLimits {
+    max_connections: usize,
+    header_read_timeout: Duration,
 }
 
 impl Server {
@@ -76,6 +87,7 @@ impl Server {
             limits: config.limits.signaling(),
             token_keys,
             token_policy: config.token_policy(),
+            connect_timeout: Duration::from_secs(config.limits.socketio_connect_timeout_secs),
             ..SignalingConfig::with_secret(token_secret)
         };
         if config.production {
@@ -87,9 +99,20 @@ impl Server {
             warn!("development mode: open demo sign-in, localhost origins allowed (use --production for a deployment)");
         }
 
+        let public_ip = match (config.public_ip, &config.public_ip_from_stun) {
+            (Some(ip), _) => Some(ip),
+            (None, Some(server)) => {
+                let ip = public_ip::discover(server)
+                    .await
+                    .context("discovering the public IP (--public-ip-from-stun)")?;
+                info!(%ip, stun_server = %server, "public IP learnt from STUN");
+                Some(ip)
+            }
+            (None, None) => None,
+        };
         let sfu_config = SfuConfig {
             udp_bind: config.media_addr,
-            public_ip: config.public_ip,
+            public_ip,
             recording_min_free_bytes: config.recording_min_free_mb.saturating_mul(1024 * 1024),
             max_participants_per_room: config.limits.max_participants_per_call,
             max_tracks_per_participant: config.limits.max_tracks_per_participant,
@@ -159,6 +182,14 @@ impl Server {
             })
             .fallback_service(ServeDir::new(&config.web_dir))
             .layer(socketio)
+            .layer(axum::middleware::from_fn_with_state(
+                conn_limits::PreAuthLimiter::new(
+                    config.limits.max_preauth_sessions_per_ip,
+                    Duration::from_secs(config.limits.socketio_connect_timeout_secs),
+                    config.trust_forwarded_for,
+                ),
+                conn_limits::limit_sessions,
+            ))
             .layer(axum::middleware::from_fn_with_state(origins, origin::check))
             .layer(TraceLayer::new_for_http());
 
@@ -185,6 +216,11 @@ impl Server {
             health,
             metrics_listener,
             scrape_sources,
+            http_limits: HttpLimits {
+                max_connections: config.limits.max_connections,
+                header_read_timeout: Duration::from_secs(config.limits.header_read_timeout_secs),
+            },
+            public_ip,
         })
     }
 
@@ -196,6 +232,12 @@ impl Server {
     /// The bound media UDP address.
     pub fn media_addr(&self) -> SocketAddr {
         self.sfu.media_addr()
+    }
+
+    /// The IP announced in ICE candidates when it is not the bind address: --public-ip, or
+    /// what --public-ip-from-stun learnt.
+    pub fn public_ip(&self) -> Option<std::net::IpAddr> {
+        self.public_ip
     }
 
     /// The bound metrics address, when --metrics-addr is set.
@@ -230,6 +272,8 @@ impl Server {
             health,
             metrics_listener,
             scrape_sources,
+            http_limits,
+            public_ip: _,
         } = self;
         info!(%http_addr, media_addr = %sfu.media_addr(), "serving");
         if let Some(listener) = metrics_listener {
@@ -242,7 +286,6 @@ impl Server {
             });
         }
 
-        let (drained_tx, drained_rx) = tokio::sync::oneshot::channel::<()>();
         let graceful = async move {
             shutdown.await;
             health.set_draining();
@@ -252,26 +295,90 @@ impl Server {
             // The SFU has reported every finished recording by now; write them, then close.
             signaling.flush_history().await;
             history.close().await;
-            let _ = drained_tx.send(());
         };
-        // Connect info gives signaling the client IP for the per-IP socket limit.
-        let serve = axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(graceful);
-        tokio::select! {
-            result = serve => result.context("HTTP server failed")?,
-            _ = async {
-                // Only once shutdown has begun: bound the wait for lingering connections.
-                if drained_rx.await.is_ok() {
-                    tokio::time::sleep(DRAIN_TIMEOUT).await;
-                } else {
-                    std::future::pending::<()>().await;
-                }
-            } => warn!("connections still open after {DRAIN_TIMEOUT:?}; closing them"),
-        }
+        serve(listener, app, http_limits, graceful).await;
         info!("stopped");
         Ok(())
+    }
+}
+
+/// Serves HTTP/1.1 (with upgrades, for WebSockets) until `graceful` completes, then stops
+/// accepting and gives open connections [`DRAIN_TIMEOUT`] to finish. Unlike `axum::serve`,
+/// hyper gets a timer, so slow-header connections are closed after
+/// `limits.header_read_timeout`, and at most `limits.max_connections` are open at once
+/// (finding 10).
+async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    limits: HttpLimits,
+    graceful: impl Future<Output = ()>,
+) {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use tower::ServiceExt;
+
+    // Flips once shutdown begins: connections then finish their request and close.
+    let (closing_tx, closing_rx) = tokio::sync::watch::channel(false);
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout);
+    tokio::pin!(graceful);
+    loop {
+        let (stream, peer) = tokio::select! {
+            () = &mut graceful => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Out of file descriptors, or a connection reset before accept: wait a
+                    // moment rather than spin.
+                    warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+            // Closing at once tells the client; leaving it in the backlog would not.
+            tracing::debug!(%peer, "connection refused: --max-connections reached");
+            drop(stream);
+            continue;
+        };
+        // What into_make_service_with_connect_info did: signaling reads the client IP here.
+        let service = app
+            .clone()
+            .map_request(move |mut request: axum::extract::Request<_>| {
+                request
+                    .extensions_mut()
+                    .insert(axum::extract::ConnectInfo(peer));
+                request
+            });
+        let connection = http
+            .serve_connection(
+                TokioIo::new(stream),
+                hyper_util::service::TowerToHyperService::new(service),
+            )
+            .with_upgrades();
+        let mut closing = closing_rx.clone();
+        tokio::spawn(async move {
+            tokio::pin!(connection);
+            tokio::select! {
+                _ = connection.as_mut() => {}
+                _ = closing.changed() => {
+                    connection.as_mut().graceful_shutdown();
+                    let _ = connection.await;
+                }
+            }
+            drop(slot);
+        });
+    }
+    drop(listener);
+    let _ = closing_tx.send(true);
+    // Every connection gives its slot back when it ends.
+    let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
+    tokio::select! {
+        _ = slots.acquire_many(all) => {}
+        () = tokio::time::sleep(DRAIN_TIMEOUT) => {
+            warn!("connections still open after {DRAIN_TIMEOUT:?}; closing them");
+        }
     }
 }

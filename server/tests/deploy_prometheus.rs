@@ -53,7 +53,10 @@ async fn query(http: &reqwest::Client, prometheus: &str, expr: &str) -> Result<V
     if body["status"] != "success" {
         bail!("query failed: {body}");
     }
-    Ok(body["data"]["result"].as_array().cloned().unwrap_or_default())
+    Ok(body["data"]["result"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default())
 }
 
 /// One 1:1 call with media until both sides received packets and quality was scored.
@@ -106,8 +109,9 @@ async fn one_call(base_url: &str) -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_dashboard_expression_returns_data_after_one_call() -> Result<()> {
-    let prometheus_bin = which("prometheus")
-        .context("Debian's `prometheus` is needed (apt-get install prometheus; scripts/test does)")?;
+    let prometheus_bin = which("prometheus").context(
+        "Debian's `prometheus` is needed (apt-get install prometheus; scripts/test does)",
+    )?;
 
     let config = ServerConfig {
         metrics_addr: Some("127.0.0.1:0".parse()?),
@@ -161,7 +165,10 @@ async fn every_dashboard_expression_returns_data_after_one_call() -> Result<()> 
         while !missing.is_empty() {
             let mut still = Vec::new();
             for (title, expr) in missing {
-                if query(&http, &prometheus, &expr).await.map_or(true, |r| r.is_empty()) {
+                if query(&http, &prometheus, &expr)
+                    .await
+                    .map_or(true, |r| r.is_empty())
+                {
                     still.push((title, expr));
                 }
             }
@@ -190,6 +197,28 @@ async fn every_dashboard_expression_returns_data_after_one_call() -> Result<()> 
         for rule in &rules {
             assert_eq!(rule["health"], "ok", "{rule}");
         }
+        // docs/operations.md's metrics table names exactly the families /metrics serves now
+        // that a call has happened (process_* is one row).
+        let exposition = http
+            .get(format!("http://{metrics_addr}/metrics"))
+            .send()
+            .await?
+            .text()
+            .await?;
+        let served: std::collections::BTreeSet<String> = exposition
+            .lines()
+            .filter_map(|line| line.strip_prefix("# TYPE "))
+            .filter_map(|line| line.split(' ').next())
+            .filter(|name| !name.starts_with("process_"))
+            .map(str::to_owned)
+            .collect();
+        let documented = documented_metrics();
+        let undocumented: Vec<_> = served.difference(&documented).collect();
+        let stale: Vec<_> = documented.difference(&served).collect();
+        assert!(
+            undocumented.is_empty() && stale.is_empty(),
+            "not in docs/operations.md: {undocumented:?}; documented, not served: {stale:?}"
+        );
         // The media task answers, so the stalled-media alert's series is 1, not absent.
         let responsive = query(&http, &prometheus, "switchboard_media_task_responsive").await?;
         assert_eq!(responsive[0]["value"][1], "1");
@@ -208,4 +237,28 @@ fn which(name: &str) -> Option<std::path::PathBuf> {
             .map(|dir| dir.join(name))
             .find(|path| Path::new(path).is_file())
     })
+}
+
+/// The backticked `switchboard_*` names in the first column of docs/operations.md's metrics
+/// table.
+fn documented_metrics() -> std::collections::BTreeSet<String> {
+    let docs = include_str!("../../docs/operations.md");
+    let section = docs
+        .split("\n## Metrics")
+        .nth(1)
+        .expect("a Metrics section");
+    let section = section.split("\n## ").next().unwrap_or(section);
+    section
+        .lines()
+        .filter(|line| line.starts_with("| `"))
+        .flat_map(|line| {
+            line.split('|')
+                .nth(1)
+                .unwrap_or_default()
+                .split('`')
+                .filter(|part| part.starts_with("switchboard_"))
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .collect()
 }

@@ -37,8 +37,7 @@ fn run(server: Server) -> tokio::sync::oneshot::Sender<()> {
 /// `GET path` with an optional bearer token: (status, body).
 async fn get(addr: SocketAddr, path: &str, token: Option<&str>) -> (u16, String) {
     let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
-    let request =
-        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n");
     let mut stream = TcpStream::connect(addr).await.unwrap();
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut response = String::new();
@@ -137,8 +136,7 @@ async fn production_binary_refuses_missing_placeholder_and_weak_secrets() {
     assert!(!started);
     assert!(stderr.contains("placeholder"), "{stderr}");
 
-    let (started, stderr) =
-        run_binary(&["--production", "--token-secret", &"ab".repeat(20)]).await;
+    let (started, stderr) = run_binary(&["--production", "--token-secret", &"ab".repeat(20)]).await;
     assert!(!started);
     assert!(stderr.contains("entropy"), "{stderr}");
 
@@ -164,7 +162,10 @@ async fn production_binary_refuses_missing_placeholder_and_weak_secrets() {
     ])
     .await;
     assert!(!started);
-    assert!(stderr.contains("cannot read the token secret file"), "{stderr}");
+    assert!(
+        stderr.contains("cannot read the token secret file"),
+        "{stderr}"
+    );
 }
 
 #[tokio::test]
@@ -228,7 +229,10 @@ async fn token_policy_is_enforced_on_the_wire() {
     };
     let good = json!({"sub": "u-1", "name": "N", "exp": now + 600,
         "iss": "https://auth.example", "aud": "switchboard"});
-    assert_eq!(get(addr, "/api/calls", Some(&sign(good.clone()))).await.0, 200);
+    assert_eq!(
+        get(addr, "/api/calls", Some(&sign(good.clone()))).await.0,
+        200
+    );
     let mut refused = Vec::new();
     for (field, value) in [
         ("nbf", json!(now + 300)),
@@ -241,7 +245,10 @@ async fn token_policy_is_enforced_on_the_wire() {
         body[field] = value;
         refused.push((field, get(addr, "/api/calls", Some(&sign(body))).await.0));
     }
-    assert!(refused.iter().all(|(_, status)| *status == 401), "{refused:?}");
+    assert!(
+        refused.iter().all(|(_, status)| *status == 401),
+        "{refused:?}"
+    );
 }
 
 #[tokio::test]
@@ -301,9 +308,17 @@ async fn metrics_addr_moves_metrics_off_the_public_port() {
     assert_eq!(get(addr, "/metrics", None).await.0, 404);
     let (status, body) = get(metrics_addr, "/metrics", None).await;
     assert_eq!(status, 200);
-    assert!(body.contains("switchboard_media_task_responsive 1"), "{body}");
+    assert!(
+        body.contains("switchboard_media_task_responsive 1"),
+        "{body}"
+    );
     assert!(body.contains("switchboard_recording_disk_free_bytes"));
     assert!(!body.contains("switchboard_recording_disk_free_bytes -1"));
+    // Pre-created before any client event (D13): the dashboard shows 0, not "No data".
+    assert!(
+        body.contains(r#"switchboard_signaling_events_total{event="stop_recording",result="ok"}"#),
+        "{body}"
+    );
     // Nothing else is served there.
     assert_eq!(get(metrics_addr, "/api/calls", None).await.0, 404);
 }

@@ -17,6 +17,9 @@ pub struct SignalingConfig {
     pub token_keys: Vec<crate::identity::TokenKey>,
     /// `iss`/`aud` checks and the longest accepted token lifetime.
     pub token_policy: crate::identity::TokenPolicy,
+    /// How long a new transport may take to send its authenticated CONNECT (socketioxide's
+    /// default is 45 s; unauthenticated sessions are held that long).
+    pub connect_timeout: Duration,
     /// Largest accepted client event payload (JSON, SDP included).
     pub max_payload_bytes: usize,
     /// Serve the open demo sign-in (`POST /api/session`), which gives anyone a token with
@@ -176,6 +179,7 @@ impl std::fmt::Debug for SignalingConfig {
             .field("token_lifetime", &self.token_lifetime)
             .field("token_keys", &self.token_keys)
             .field("token_policy", &self.token_policy)
+            .field("connect_timeout", &self.connect_timeout)
             .field("max_payload_bytes", &self.max_payload_bytes)
             .field("demo_sign_in", &self.demo_sign_in)
             .field("trust_forwarded_for", &self.trust_forwarded_for)
@@ -254,6 +258,7 @@ impl Default for SignalingConfig {
             token_lifetime: Duration::from_secs(12 * 60 * 60),
             token_keys: Vec::new(),
             token_policy: crate::identity::TokenPolicy::default(),
+            connect_timeout: Duration::from_secs(10),
             max_payload_bytes: 64 * 1024,
             demo_sign_in: true,
             trust_forwarded_for: false,

@@ -618,14 +618,20 @@ mod tests {
         );
         let (old_token, user) = old.issue("Ann").unwrap();
         assert_eq!(
-            jsonwebtoken::decode_header(&old_token).unwrap().kid.as_deref(),
+            jsonwebtoken::decode_header(&old_token)
+                .unwrap()
+                .kid
+                .as_deref(),
             Some("2026-11")
         );
         // Tokens handed out before the rotation stay valid.
         assert_eq!(rotated.verify(Some(&old_token)).unwrap(), user);
         let (new_token, _) = rotated.issue("Ann").unwrap();
         assert_eq!(
-            jsonwebtoken::decode_header(&new_token).unwrap().kid.as_deref(),
+            jsonwebtoken::decode_header(&new_token)
+                .unwrap()
+                .kid
+                .as_deref(),
             Some("2026-12")
         );
         // Once the old key is removed, its tokens stop working.
@@ -711,10 +717,23 @@ mod tests {
 
     #[test]
     fn sub_charset_is_restricted() {
-        for good in ["u", "alice@example.com", "org:42", "a.b_c-d", &"x".repeat(MAX_SUB_LEN)] {
+        for good in [
+            "u",
+            "alice@example.com",
+            "org:42",
+            "a.b_c-d",
+            &"x".repeat(MAX_SUB_LEN),
+        ] {
             assert!(is_valid_sub(good), "{good}");
         }
-        for bad in ["", "bob evil", "bob\r\na=ssrc:1", "é", "a/b", &"x".repeat(MAX_SUB_LEN + 1)] {
+        for bad in [
+            "",
+            "bob evil",
+            "bob\r\na=ssrc:1",
+            "é",
+            "a/b",
+            &"x".repeat(MAX_SUB_LEN + 1),
+        ] {
             assert!(!is_valid_sub(bad), "{bad:?}");
         }
     }

@@ -106,6 +106,7 @@ impl Signaling {
         // event gets a `payload_too_large` error instead of a dropped connection; beyond this
         // the transport closes the connection.
         let transport_limit = config.max_payload_bytes * 2 + 4096;
+        let connect_timeout = config.connect_timeout;
         let bridge = match history {
             Some(store) => history_bridge::HistoryBridge::start(store),
             None => history_bridge::HistoryBridge::disabled(),
@@ -116,6 +117,7 @@ impl Signaling {
             .max_payload(transport_limit as u64)
             .max_buffer_size(send_queue)
             .ws_max_message_size(transport_limit)
+            .connect_timeout(connect_timeout)
             .with_state(Arc::clone(&hub))
             .build_layer();
         namespace::register(&io);
