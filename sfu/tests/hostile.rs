@@ -370,3 +370,98 @@ async fn a_publisher_jumping_its_sequence_numbers_neither_reaches_subscribers_no
     victim_pub.stop().await;
     victim_view.stop().await;
 }
+
+/// Sends `payload` as VP8 from `video` every 20 ms until `done` returns true.
+async fn send_until<T>(
+    video: &TrackLocalStaticRTP,
+    payload: &'static [u8],
+    mut done: impl FnMut() -> Option<T>,
+) -> T {
+    let ssrc = *video.ssrcs().await.first().unwrap();
+    let deadline = Instant::now() + DEADLINE;
+    for seq in 0u16.. {
+        if let Some(found) = done() {
+            return found;
+        }
+        assert!(Instant::now() < deadline, "timed out sending {payload:?}");
+        let packet = rtc::rtp::Packet {
+            header: rtc::rtp::header::Header {
+                version: 2,
+                payload_type: 96,
+                sequence_number: seq,
+                ssrc,
+                ..Default::default()
+            },
+            payload: bytes::Bytes::from_static(payload),
+        };
+        let _ = video.write_rtp(packet).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    unreachable!()
+}
+
+/// Finding 6: a panic while the SFU handles one participant's packet (test-only fault
+/// injection, `fault-injection` feature) fails that participant only; another call keeps
+/// flowing and the SFU keeps answering.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_in_one_participants_media_fails_only_that_participant() {
+    let (sfu, events) = start_sfu().await;
+    let mut watch = events.subscribe();
+    let (victim_pub, victim_view) = victim_call(&sfu, &events).await;
+    let before = packets_during(&victim_view, "victim-pub", WINDOW).await;
+    let (_faulty, video) = raw_publisher(&sfu, &RoomId::new("faulty-call"), "faulty").await;
+    let failed = Arc::new(Mutex::new(None));
+    let listener = {
+        let failed = failed.clone();
+        tokio::spawn(async move {
+            let reason = next_event(&mut watch, "the faulty participant failing", |event| {
+                match event {
+                    SfuEvent::ParticipantFailed {
+                        participant,
+                        reason,
+                    } if participant.as_str() == "faulty" => Some(reason),
+                    _ => None,
+                }
+            })
+            .await;
+            *failed.lock().unwrap() = Some(reason);
+        })
+    };
+    let reason = send_until(&video, b"SWITCHBOARD-FAULT-PANIC", || {
+        failed.lock().unwrap().clone()
+    })
+    .await;
+    listener.await.unwrap();
+    assert_eq!(reason, "internal media error");
+
+    let during = packets_during(&victim_view, "victim-pub", WINDOW).await;
+    assert_rate_kept(before, during, 0.05);
+    let stats = tokio::time::timeout(DEADLINE, sfu.stats()).await.unwrap();
+    assert_eq!((stats.rooms, stats.participants), (1, 2), "{stats:?}");
+    // The released participant can come back.
+    let (_again, _video) = raw_publisher(&sfu, &RoomId::new("faulty-call"), "faulty").await;
+    victim_pub.stop().await;
+    victim_view.stop().await;
+}
+
+/// If the media task itself ends (a panic outside the per-participant guards),
+/// `Sfu::closed` completes, so the server binary can exit and be restarted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_end_of_the_media_task_is_observable() {
+    let (sfu, _events) = start_sfu().await;
+    let (_client, video) = raw_publisher(&sfu, &RoomId::new("doomed"), "doomed").await;
+    let closed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = {
+        let (sfu, closed) = (sfu.clone(), closed.clone());
+        tokio::spawn(async move {
+            sfu.closed().await;
+            closed.store(true, Ordering::Relaxed);
+        })
+    };
+    send_until(&video, b"SWITCHBOARD-FAULT-KILL-TASK", || {
+        closed.load(Ordering::Relaxed).then_some(())
+    })
+    .await;
+    watcher.await.unwrap();
+    assert!(sfu.join(RoomId::new("r"), ParticipantId::new("p"), "p").await.is_err());
+}
