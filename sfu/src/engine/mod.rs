@@ -44,7 +44,7 @@ use crate::{
 };
 use connection::Connection;
 pub(crate) use demux::stun_local_ufrag;
-use demux::Demuxer;
+use demux::{Demuxer, Route};
 use forwarder::Forwarder;
 
 /// A peer connection inside the engine.
@@ -391,9 +391,23 @@ impl Engine {
     }
 
     fn handle_datagram(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) {
-        let Some(conn_id) = self.demux.route(from, datagram) else {
-            self.counters.drop(DropReason::UnknownSource);
-            return;
+        let conn_id = match self.demux.route(from, datagram) {
+            Some(Route::Known(conn_id)) => conn_id,
+            Some(Route::Unverified(conn_id)) => {
+                let verified = self.conns.get(&conn_id).is_some_and(|conn| {
+                    self.demux.stun_integrity_ok(datagram, &conn.ice_password)
+                });
+                if !verified {
+                    self.counters.drop(DropReason::UnknownSource);
+                    return;
+                }
+                self.demux.learn(from, conn_id);
+                conn_id
+            }
+            None => {
+                self.counters.drop(DropReason::UnknownSource);
+                return;
+            }
         };
         if !self.conns.contains_key(&conn_id) {
             self.counters.drop(DropReason::UnknownSource);
