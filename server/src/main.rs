@@ -1,5 +1,8 @@
 //! `switchboard`: parse configuration, set up logging, run the server until SIGINT/SIGTERM.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
 use anyhow::Context;
 use clap::Parser;
 use switchboard::{LogFormat, Server, ServerConfig};
@@ -26,7 +29,31 @@ async fn main() -> anyhow::Result<()> {
         server.http_addr(),
         server.media_addr()
     );
-    server.run(shutdown_signal()).await
+    // The media task ending other than by our shutdown leaves every call without media:
+    // exit non-zero so systemd/Kubernetes restart the process (security review, finding 6).
+    let sfu = server.sfu();
+    let stopping = Arc::new(AtomicBool::new(false));
+    let shutdown = {
+        let stopping = stopping.clone();
+        async move {
+            shutdown_signal().await;
+            stopping.store(true, Ordering::SeqCst);
+        }
+    };
+    let media_task_died = async {
+        sfu.closed().await;
+        if stopping.load(Ordering::SeqCst) {
+            // It ended on our request: let `run` finish the shutdown.
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        result = server.run(shutdown) => result,
+        () = media_task_died => {
+            tracing::error!("the SFU media task ended unexpectedly; exiting");
+            std::process::exit(70);
+        }
+    }
 }
 
 fn init_logging(format: LogFormat) {

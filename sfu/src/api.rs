@@ -247,6 +247,13 @@ impl Sfu {
         self.media_addr
     }
 
+    /// Completes when the media task has ended: after [`Sfu::shutdown`], or unexpectedly
+    /// (a panic outside the per-participant guards). A server should treat the latter as
+    /// fatal: without the media task no call carries media.
+    pub async fn closed(&self) {
+        self.commands.closed().await;
+    }
+
     /// Adds a participant to a room, creating the room on first join. Its subscriber
     /// connection is offered (as [`SfuEvent::SubscriberOffer`]) as soon as there is something
     /// to subscribe to.

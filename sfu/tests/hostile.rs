@@ -79,6 +79,10 @@ struct RawClient {
 /// A client; `interceptors: false` gives it none at all, so it sends exactly the RTP it is
 /// handed (a jumping sequence costs the client nothing) and answers no feedback.
 async fn raw_client(interceptors: bool) -> RawClient {
+    raw_client_on(interceptors, "127.0.0.1:0").await
+}
+
+async fn raw_client_on(interceptors: bool, addr: &str) -> RawClient {
     let mut media_engine = MediaEngine::default();
     media_engine.register_default_codecs().unwrap();
     let registry = if interceptors {
@@ -95,7 +99,7 @@ async fn raw_client(interceptors: bool) -> RawClient {
             gathered: gathered.clone(),
             received: received.clone(),
         }))
-        .with_udp_addrs(vec!["127.0.0.1:0"])
+        .with_udp_addrs(vec![addr.to_owned()])
         .build()
         .await
         .unwrap();
@@ -262,9 +266,20 @@ async fn raw_publisher(
     room: &RoomId,
     name: &str,
 ) -> (RawClient, Arc<TrackLocalStaticRTP>) {
+    let (client, video, _) = raw_publisher_on(sfu, room, name, "127.0.0.1:0").await;
+    (client, video)
+}
+
+/// [`raw_publisher`] on a given local address; also returns the SFU's answer.
+async fn raw_publisher_on(
+    sfu: &Sfu,
+    room: &RoomId,
+    name: &str,
+    addr: &str,
+) -> (RawClient, Arc<TrackLocalStaticRTP>, String) {
     let id = ParticipantId::new(name);
     sfu.join(room.clone(), id.clone(), name).await.unwrap();
-    let client = raw_client(false).await;
+    let client = raw_client_on(false, addr).await;
     let video = local_track(name, RtpCodecKind::Video, MIME_TYPE_VP8, 90_000, 0);
     client
         .pc
@@ -276,10 +291,10 @@ async fn raw_publisher(
     let answer = sfu.publish(id, offer).await.unwrap();
     client
         .pc
-        .set_remote_description(RTCSessionDescription::answer(answer).unwrap())
+        .set_remote_description(RTCSessionDescription::answer(answer.clone()).unwrap())
         .await
         .unwrap();
-    (client, video)
+    (client, video, answer)
 }
 
 /// Finding 3: a publisher whose VP8 sequence number advances by 32,766 per packet (~2,000
@@ -369,4 +384,167 @@ async fn a_publisher_jumping_its_sequence_numbers_neither_reaches_subscribers_no
     }
     victim_pub.stop().await;
     victim_view.stop().await;
+}
+
+/// Sends `payload` as VP8 from `video` every 20 ms until `done` returns true.
+async fn send_until<T>(
+    video: &TrackLocalStaticRTP,
+    payload: &'static [u8],
+    mut done: impl FnMut() -> Option<T>,
+) -> T {
+    let ssrc = *video.ssrcs().await.first().unwrap();
+    let deadline = Instant::now() + DEADLINE;
+    for seq in 0u16.. {
+        if let Some(found) = done() {
+            return found;
+        }
+        assert!(Instant::now() < deadline, "timed out sending {payload:?}");
+        let packet = rtc::rtp::Packet {
+            header: rtc::rtp::header::Header {
+                version: 2,
+                payload_type: 96,
+                sequence_number: seq,
+                ssrc,
+                ..Default::default()
+            },
+            payload: bytes::Bytes::from_static(payload),
+        };
+        let _ = video.write_rtp(packet).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    unreachable!()
+}
+
+/// Finding 6: a panic while the SFU handles one participant's packet (test-only fault
+/// injection, `fault-injection` feature) fails that participant only; another call keeps
+/// flowing and the SFU keeps answering.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_in_one_participants_media_fails_only_that_participant() {
+    let (sfu, events) = start_sfu().await;
+    let mut watch = events.subscribe();
+    let (victim_pub, victim_view) = victim_call(&sfu, &events).await;
+    let before = packets_during(&victim_view, "victim-pub", WINDOW).await;
+    let (_faulty, video) = raw_publisher(&sfu, &RoomId::new("faulty-call"), "faulty").await;
+    let failed = Arc::new(Mutex::new(None));
+    let listener = {
+        let failed = failed.clone();
+        tokio::spawn(async move {
+            let reason = next_event(&mut watch, "the faulty participant failing", |event| {
+                match event {
+                    SfuEvent::ParticipantFailed {
+                        participant,
+                        reason,
+                    } if participant.as_str() == "faulty" => Some(reason),
+                    _ => None,
+                }
+            })
+            .await;
+            *failed.lock().unwrap() = Some(reason);
+        })
+    };
+    let reason = send_until(&video, b"SWITCHBOARD-FAULT-PANIC", || {
+        failed.lock().unwrap().clone()
+    })
+    .await;
+    listener.await.unwrap();
+    assert_eq!(reason, "internal media error");
+
+    let during = packets_during(&victim_view, "victim-pub", WINDOW).await;
+    assert_rate_kept(before, during, 0.05);
+    let stats = tokio::time::timeout(DEADLINE, sfu.stats()).await.unwrap();
+    assert_eq!((stats.rooms, stats.participants), (1, 2), "{stats:?}");
+    // The released participant can come back.
+    let (_again, _video) = raw_publisher(&sfu, &RoomId::new("faulty-call"), "faulty").await;
+    victim_pub.stop().await;
+    victim_view.stop().await;
+}
+
+/// If the media task itself ends (a panic outside the per-participant guards),
+/// `Sfu::closed` completes, so the server binary can exit and be restarted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_end_of_the_media_task_is_observable() {
+    let (sfu, _events) = start_sfu().await;
+    let (_client, video) = raw_publisher(&sfu, &RoomId::new("doomed"), "doomed").await;
+    let closed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = {
+        let (sfu, closed) = (sfu.clone(), closed.clone());
+        tokio::spawn(async move {
+            sfu.closed().await;
+            closed.store(true, Ordering::Relaxed);
+        })
+    };
+    send_until(&video, b"SWITCHBOARD-FAULT-KILL-TASK", || {
+        closed.load(Ordering::Relaxed).then_some(())
+    })
+    .await;
+    watcher.await.unwrap();
+    assert!(sfu.join(RoomId::new("r"), ParticipantId::new("p"), "p").await.is_err());
+}
+
+/// A STUN binding request naming `username`, with a MESSAGE-INTEGRITY of garbage.
+fn forged_binding_request(username: &str, transaction: u8) -> Vec<u8> {
+    let mut attributes = Vec::new();
+    attributes.extend_from_slice(&0x0006u16.to_be_bytes());
+    attributes.extend_from_slice(&(username.len() as u16).to_be_bytes());
+    attributes.extend_from_slice(username.as_bytes());
+    while attributes.len() % 4 != 0 {
+        attributes.push(0);
+    }
+    attributes.extend_from_slice(&0x0008u16.to_be_bytes());
+    attributes.extend_from_slice(&20u16.to_be_bytes());
+    attributes.extend_from_slice(&[0xAB; 20]);
+    let mut message = vec![0x00, 0x01];
+    message.extend_from_slice(&(attributes.len() as u16).to_be_bytes());
+    message.extend_from_slice(&[0x21, 0x12, 0xA4, 0x42]);
+    message.extend_from_slice(&[transaction; 12]);
+    message.extend_from_slice(&attributes);
+    message
+}
+
+/// Finding 11: STUN requests that name a connection's ufrag but fail MESSAGE-INTEGRITY, sent
+/// from many source ports, teach the SFU no address (they are counted as drops), and a real
+/// client that later uses one of those ports connects normally.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_stun_neither_learns_addresses_nor_misroutes_a_later_client() {
+    let (sfu, events) = start_sfu().await;
+    let mut watch = events.subscribe();
+    let (_mallory, _video, answer) =
+        raw_publisher_on(&sfu, &RoomId::new("r1"), "mallory", "127.0.0.1:0").await;
+    let ufrag = answer
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("a=ice-ufrag:"))
+        .expect("the answer has an ICE ufrag")
+        .to_owned();
+    let media = sfu.media_addr();
+    let dropped_before = sfu.stats().await.datagrams_dropped_unknown_source;
+    let sockets: Vec<std::net::UdpSocket> = (0..200)
+        .map(|_| std::net::UdpSocket::bind("127.0.0.1:0").unwrap())
+        .collect();
+    for (i, socket) in sockets.iter().enumerate() {
+        let request = forged_binding_request(&format!("{ufrag}:evil"), i as u8);
+        socket.send_to(&request, media).unwrap();
+    }
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let dropped = sfu.stats().await.datagrams_dropped_unknown_source - dropped_before;
+        if dropped >= 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {dropped} of 200 forged requests were dropped"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // A real client on a port that sent forged requests connects.
+    let port = sockets[0].local_addr().unwrap().port();
+    drop(sockets);
+    let (_late, _late_video, _) =
+        raw_publisher_on(&sfu, &RoomId::new("r2"), "late", &format!("127.0.0.1:{port}")).await;
+    next_event(&mut watch, "the later client connecting", |event| match event {
+        SfuEvent::Connected { participant, .. } if participant.as_str() == "late" => Some(()),
+        _ => None,
+    })
+    .await;
 }

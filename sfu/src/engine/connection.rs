@@ -63,6 +63,9 @@ pub(crate) struct Connection {
     pub participant: ParticipantId,
     pub role: PeerRole,
     pub ufrag: String,
+    /// Our ICE password: the demuxer learns a source address only from a STUN request whose
+    /// MESSAGE-INTEGRITY verifies with it.
+    pub ice_password: String,
     pub connected: bool,
     /// Released as failed when not connected by then. `None` while nothing was negotiated
     /// yet (a subscriber connection before its first offer) and once connected.
@@ -93,7 +96,7 @@ impl Connection {
         let password = Alphanumeric.sample_string(&mut rand::rng(), 32);
         let settings = SettingEngineBuilder::new()
             .with_lite(true)
-            .with_ice_credentials(ufrag.clone(), password)
+            .with_ice_credentials(ufrag.clone(), password.clone())
             // Browsers know our address from the SDP; we learn theirs from their checks.
             // Letting them start DTLS (we are the DTLS server) needs no address guessing.
             .with_answering_dtls_role(RTCDtlsRole::Server)
@@ -124,6 +127,7 @@ impl Connection {
             participant,
             role,
             ufrag,
+            ice_password: password,
             connected: false,
             connect_deadline: None,
             scheduled: None,

@@ -2,12 +2,24 @@
 //!
 //! Every peer connection gets its own ICE username fragment (ufrag). A client's first
 //! datagram to a connection is a STUN binding request whose USERNAME attribute is
-//! `<server ufrag>:<client ufrag>`; that names the connection and teaches us the client's
-//! source address. Every later datagram (DTLS, SRTP, SRTCP, STUN keepalives) is routed by
-//! source address alone: one hash lookup, no parsing.
+//! `<server ufrag>:<client ufrag>`; that names the connection. Its source address is learned
+//! only once the request's MESSAGE-INTEGRITY checks out with that connection's ICE password
+//! (the engine verifies it, [`stun_integrity_ok`]): anyone can read a ufrag off the wire, only
+//! the peer knows the password (security review, finding 11). Every later datagram (DTLS,
+//! SRTP, SRTCP) is routed by source address alone: one hash lookup, no parsing. A STUN request
+//! from a known address that names another connection's ufrag goes to verification again, so
+//! a reused NAT mapping is re-learned rather than misrouted.
+//!
+//! Each connection keeps at most [`MAX_ADDRS_PER_CONN`] addresses (the oldest is forgotten
+//! first), indexed per connection so that forgetting one is O(its own entries).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
+use std::sync::Arc;
+
+use rtc::crypto::RTCCryptoProvider;
+use rtc::stun::integrity::MessageIntegrity;
+use rtc::stun::message::Message;
 
 use super::ConnId;
 
@@ -15,33 +27,116 @@ use super::ConnId;
 const STUN_HEADER_LEN: usize = 20;
 const STUN_MAGIC_COOKIE: [u8; 4] = [0x21, 0x12, 0xA4, 0x42];
 const STUN_ATTR_USERNAME: u16 = 0x0006;
+/// Source addresses remembered per connection. A browser uses one (a few while its network
+/// changes); the cap bounds what a peer that knows its own password can make us keep.
+pub(crate) const MAX_ADDRS_PER_CONN: usize = 8;
+
+/// Where a datagram goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Route {
+    /// From an address learned for this connection.
+    Known(ConnId),
+    /// A STUN request naming this connection's ufrag from an address not (yet) learned for
+    /// it: deliver and [`Demuxer::learn`] only if its MESSAGE-INTEGRITY verifies.
+    Unverified(ConnId),
+}
 
 #[derive(Default)]
+struct Routes {
+    ufrag: String,
+    addrs: VecDeque<SocketAddr>,
+}
+
 pub(crate) struct Demuxer {
     by_ufrag: HashMap<String, ConnId>,
     by_addr: HashMap<SocketAddr, ConnId>,
+    by_conn: HashMap<ConnId, Routes>,
+    /// For STUN MESSAGE-INTEGRITY (HMAC-SHA1); `None` if no provider could be loaded, in
+    /// which case nothing verifies (fail closed).
+    crypto: Option<Arc<dyn RTCCryptoProvider>>,
+}
+
+impl Default for Demuxer {
+    fn default() -> Self {
+        Self {
+            by_ufrag: HashMap::new(),
+            by_addr: HashMap::new(),
+            by_conn: HashMap::new(),
+            crypto: rtc::crypto::default_provider().ok(),
+        }
+    }
 }
 
 impl Demuxer {
     pub fn register_ufrag(&mut self, ufrag: String, conn: ConnId) {
-        self.by_ufrag.insert(ufrag, conn);
+        self.by_ufrag.insert(ufrag.clone(), conn);
+        self.by_conn.entry(conn).or_default().ufrag = ufrag;
     }
 
-    /// Forgets everything routing to `conn`.
+    /// Forgets everything routing to `conn`: O(its own entries).
     pub fn forget(&mut self, conn: ConnId) {
-        self.by_ufrag.retain(|_, c| *c != conn);
-        self.by_addr.retain(|_, c| *c != conn);
+        let Some(routes) = self.by_conn.remove(&conn) else {
+            return;
+        };
+        self.by_ufrag.remove(&routes.ufrag);
+        for addr in routes.addrs {
+            if self.by_addr.get(&addr) == Some(&conn) {
+                self.by_addr.remove(&addr);
+            }
+        }
     }
 
-    /// Which connection a datagram belongs to, learning the source address from STUN.
-    pub fn route(&mut self, from: SocketAddr, datagram: &[u8]) -> Option<ConnId> {
-        if let Some(conn) = self.by_addr.get(&from) {
-            return Some(*conn);
+    /// Which connection a datagram belongs to; see [`Route`].
+    pub fn route(&self, from: SocketAddr, datagram: &[u8]) -> Option<Route> {
+        let known = self.by_addr.get(&from).copied();
+        // Only STUN (first two bits 0) is parsed; media from a known address is not.
+        if known.is_some() && datagram.first().is_some_and(|b| b & 0xC0 != 0) {
+            return known.map(Route::Known);
         }
-        let ufrag = stun_local_ufrag(datagram)?;
-        let conn = *self.by_ufrag.get(ufrag)?;
-        self.by_addr.insert(from, conn);
-        Some(conn)
+        let named = stun_local_ufrag(datagram).and_then(|ufrag| self.by_ufrag.get(ufrag));
+        match (known, named) {
+            (Some(known), Some(named)) if known == *named => Some(Route::Known(known)),
+            (_, Some(named)) => Some(Route::Unverified(*named)),
+            (known, None) => known.map(Route::Known),
+        }
+    }
+
+    /// Routes `from` to `conn` from now on (after its STUN request verified).
+    pub fn learn(&mut self, from: SocketAddr, conn: ConnId) {
+        if let Some(previous) = self.by_addr.insert(from, conn) {
+            if previous == conn {
+                return;
+            }
+            if let Some(routes) = self.by_conn.get_mut(&previous) {
+                routes.addrs.retain(|addr| *addr != from);
+            }
+        }
+        let Some(routes) = self.by_conn.get_mut(&conn) else {
+            self.by_addr.remove(&from); // not registered (left meanwhile)
+            return;
+        };
+        routes.addrs.push_back(from);
+        if routes.addrs.len() > MAX_ADDRS_PER_CONN {
+            if let Some(oldest) = routes.addrs.pop_front() {
+                self.by_addr.remove(&oldest);
+            }
+        }
+    }
+
+    /// Whether `datagram` is a STUN message whose MESSAGE-INTEGRITY verifies with
+    /// `password` (ICE short-term credentials, RFC 8445 §7.2.2).
+    pub fn stun_integrity_ok(&self, datagram: &[u8], password: &str) -> bool {
+        let Some(crypto) = &self.crypto else {
+            return false;
+        };
+        let mut message = Message::new();
+        message.unmarshal_binary(datagram).is_ok()
+            && MessageIntegrity::check(&mut message, password.as_bytes(), crypto.crypto()).is_ok()
+    }
+
+    #[cfg(test)]
+    fn addresses(&self) -> usize {
+        self.by_addr.len()
     }
 }
 
@@ -113,18 +208,76 @@ mod tests {
     }
 
     #[test]
-    fn learns_the_address_then_routes_by_it() {
+    fn learns_only_what_it_is_told_then_routes_by_it() {
         let mut demux = Demuxer::default();
         demux.register_ufrag("srv1".into(), ConnId(7));
         let from: SocketAddr = "127.0.0.1:5000".parse().unwrap();
         assert_eq!(demux.route(from, b"\x80garbage"), None);
-        assert_eq!(
-            demux.route(from, &binding_request(b"srv1:c")),
-            Some(ConnId(7))
-        );
-        assert_eq!(demux.route(from, b"\x80rtp after ice"), Some(ConnId(7)));
+        let check = binding_request(b"srv1:c");
+        assert_eq!(demux.route(from, &check), Some(Route::Unverified(ConnId(7))));
+        assert_eq!(demux.route(from, b"\x80rtp"), None, "not learned before verification");
+        demux.learn(from, ConnId(7));
+        assert_eq!(demux.route(from, b"\x80rtp after ice"), Some(Route::Known(ConnId(7))));
+        assert_eq!(demux.route(from, &check), Some(Route::Known(ConnId(7))));
         demux.forget(ConnId(7));
         assert_eq!(demux.route(from, b"\x80rtp after leave"), None);
-        assert_eq!(demux.route(from, &binding_request(b"srv1:c")), None);
+        assert_eq!(demux.route(from, &check), None);
+    }
+
+    #[test]
+    fn a_request_naming_another_connection_is_verified_again() {
+        let mut demux = Demuxer::default();
+        demux.register_ufrag("srv1".into(), ConnId(1));
+        demux.register_ufrag("srv2".into(), ConnId(2));
+        let from: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        demux.learn(from, ConnId(1));
+        assert_eq!(
+            demux.route(from, &binding_request(b"srv2:c")),
+            Some(Route::Unverified(ConnId(2)))
+        );
+        demux.learn(from, ConnId(2));
+        assert_eq!(demux.route(from, b"\x80rtp"), Some(Route::Known(ConnId(2))));
+        demux.forget(ConnId(1));
+        assert_eq!(demux.route(from, b"\x80rtp"), Some(Route::Known(ConnId(2))));
+    }
+
+    #[test]
+    fn addresses_per_connection_are_capped() {
+        let mut demux = Demuxer::default();
+        demux.register_ufrag("srv1".into(), ConnId(1));
+        for port in 0..100u16 {
+            demux.learn(SocketAddr::from(([127, 0, 0, 1], 6000 + port)), ConnId(1));
+        }
+        assert_eq!(demux.addresses(), MAX_ADDRS_PER_CONN);
+        let newest = SocketAddr::from(([127, 0, 0, 1], 6099));
+        let oldest = SocketAddr::from(([127, 0, 0, 1], 6000));
+        assert_eq!(demux.route(newest, b"\x80"), Some(Route::Known(ConnId(1))));
+        assert_eq!(demux.route(oldest, b"\x80"), None);
+        demux.forget(ConnId(1));
+        assert_eq!(demux.addresses(), 0);
+    }
+
+    #[test]
+    fn integrity_is_checked_with_the_password() {
+        let demux = Demuxer::default();
+        let mut request = Message::new();
+        request
+            .build(&[
+                Box::new(rtc::stun::message::BINDING_REQUEST),
+                Box::new(rtc::stun::textattrs::TextAttribute::new(
+                    rtc::stun::attributes::ATTR_USERNAME,
+                    "srv1:c".into(),
+                )),
+                Box::new(MessageIntegrity::new_short_term_integrity_with_provider(
+                    "secret-password".into(),
+                    demux.crypto.as_ref().unwrap().crypto(),
+                )),
+            ])
+            .unwrap();
+        let raw = request.raw.clone();
+        assert!(demux.stun_integrity_ok(&raw, "secret-password"));
+        assert!(!demux.stun_integrity_ok(&raw, "another-password"));
+        assert!(!demux.stun_integrity_ok(&binding_request(b"srv1:c"), "secret-password"));
+        assert!(!demux.stun_integrity_ok(b"\x00\x01garbage", "secret-password"));
     }
 }

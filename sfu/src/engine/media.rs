@@ -32,6 +32,10 @@ impl Engine {
     }
 
     fn forward_rtp(&mut self, now: Instant, conn_id: ConnId, packet: rtc::rtp::Packet) {
+        #[cfg(feature = "fault-injection")]
+        if super::isolation::fault::inject(&packet.payload) {
+            self.kill_task = true;
+        }
         let Some(key) = self
             .conns
             .get(&conn_id)

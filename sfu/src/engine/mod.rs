@@ -11,6 +11,7 @@ mod demux;
 mod feedback;
 mod forwarder;
 mod insight;
+mod isolation;
 mod media;
 mod membership;
 mod nack;
@@ -43,7 +44,7 @@ use crate::{
 };
 use connection::Connection;
 pub(crate) use demux::stun_local_ufrag;
-use demux::Demuxer;
+use demux::{Demuxer, Route};
 use forwarder::Forwarder;
 
 /// A peer connection inside the engine.
@@ -129,6 +130,9 @@ pub(crate) struct Engine {
     next_quality_report: Instant,
     /// Recordings being finalised off the media task; shutdown waits for them.
     finishing: Vec<tokio::task::JoinHandle<()>>,
+    /// Test-only: an injected fault asked the media task itself to panic (see `isolation`).
+    #[cfg(feature = "fault-injection")]
+    kill_task: bool,
 }
 
 pub(crate) async fn start(config: SfuConfig) -> Result<(Sfu, SfuEvents), SfuError> {
@@ -160,6 +164,8 @@ pub(crate) async fn start(config: SfuConfig) -> Result<(Sfu, SfuEvents), SfuErro
         next_id: 1,
         next_quality_report: Instant::now(),
         finishing: Vec::new(),
+        #[cfg(feature = "fault-injection")]
+        kill_task: false,
     };
     info!(%bound, advertised = %media_addr, "SFU media socket bound");
     tokio::spawn(engine.run(commands));
@@ -199,7 +205,7 @@ impl Engine {
                         });
                         break;
                     }
-                    Some(command) => self.handle_command(command),
+                    Some(command) => self.handle_command_isolated(command),
                     None => {
                         self.close_everything();
                         break;
@@ -224,6 +230,24 @@ impl Engine {
             }
         }
         info!("SFU media task stopped");
+    }
+
+    /// [`Self::handle_command`], failing the participant the command is about if it panics
+    /// (its reply is dropped, so the caller sees `ShuttingDown`).
+    fn handle_command_isolated(&mut self, command: Command) {
+        let participant = match &command {
+            Command::Join { participant, .. }
+            | Command::Publish { participant, .. }
+            | Command::SubscriberAnswer { participant, .. }
+            | Command::RemoteCandidate { participant, .. }
+            | Command::Leave { participant, .. } => Some(participant.clone()),
+            _ => None,
+        };
+        let result =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.handle_command(command)));
+        if let Err(panic) = result {
+            self.contain_panic(Instant::now(), participant, panic.as_ref());
+        }
     }
 
     fn handle_command(&mut self, command: Command) {
@@ -370,12 +394,38 @@ impl Engine {
     }
 
     fn handle_datagram(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) {
-        let Some(conn_id) = self.demux.route(from, datagram) else {
+        let conn_id = match self.demux.route(from, datagram) {
+            Some(Route::Known(conn_id)) => conn_id,
+            Some(Route::Unverified(conn_id)) => {
+                let verified = self.conns.get(&conn_id).is_some_and(|conn| {
+                    self.demux.stun_integrity_ok(datagram, &conn.ice_password)
+                });
+                if !verified {
+                    self.counters.drop(DropReason::UnknownSource);
+                    return;
+                }
+                self.demux.learn(from, conn_id);
+                conn_id
+            }
+            None => {
+                self.counters.drop(DropReason::UnknownSource);
+                return;
+            }
+        };
+        if !self.conns.contains_key(&conn_id) {
             self.counters.drop(DropReason::UnknownSource);
             return;
-        };
+        }
+        self.isolated(now, conn_id, |engine| engine.feed(now, conn_id, from, datagram));
+        #[cfg(feature = "fault-injection")]
+        if self.kill_task {
+            panic!("injected media-task fault");
+        }
+    }
+
+    /// Hands a routed datagram to its connection and runs it.
+    fn feed(&mut self, now: Instant, conn_id: ConnId, from: SocketAddr, datagram: &[u8]) {
         let Some(conn) = self.conns.get_mut(&conn_id) else {
-            self.counters.drop(DropReason::UnknownSource);
             return;
         };
         let message = TaggedBytesMut {
@@ -484,12 +534,17 @@ impl Engine {
                 continue; // superseded by an earlier deadline that already ran
             }
             conn.scheduled = None;
-            if conn.pc.poll_timeout().is_some_and(|due| due <= now) {
-                if let Err(error) = conn.pc.handle_timeout(now) {
-                    debug!(participant = %conn.participant, %error, "peer connection timeout handling failed");
+            self.isolated(now, conn_id, |engine| {
+                let Some(conn) = engine.conns.get_mut(&conn_id) else {
+                    return;
+                };
+                if conn.pc.poll_timeout().is_some_and(|due| due <= now) {
+                    if let Err(error) = conn.pc.handle_timeout(now) {
+                        debug!(participant = %conn.participant, %error, "peer connection timeout handling failed");
+                    }
                 }
-            }
-            self.drive(now, conn_id);
+                engine.drive(now, conn_id);
+            });
         }
     }
 
