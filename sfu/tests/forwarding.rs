@@ -125,9 +125,9 @@ async fn refuses_bad_input_without_disturbing_the_room() {
         sfu.publish(a.clone(), "not sdp".into()).await,
         Err(SfuError::InvalidSdp(_))
     ));
-    let two_tracks = "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n";
+    let (_client, two_tracks) = real_offer("a", true).await;
     assert!(matches!(
-        sfu.publish(a.clone(), two_tracks.into()).await,
+        sfu.publish(a.clone(), two_tracks).await,
         Err(SfuError::TooManyTracks { limit: 1 })
     ));
     assert!(matches!(

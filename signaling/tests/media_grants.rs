@@ -248,3 +248,116 @@ async fn video_without_the_video_grant_is_refused_and_never_forwarded_by_any_spe
         );
     }
 }
+
+/// `sdp` with `copies` more copies of its audio section, each a new track (mid, msid, SSRC),
+/// written with port 0 or tab-separated fields, alternately.
+fn with_extra_audio_sections(sdp: &str, copies: usize) -> String {
+    let start = sdp.find("m=audio").expect("an audio section");
+    let end = sdp[start + 1..]
+        .find("\r\nm=")
+        .map_or(sdp.len(), |i| start + 1 + i + 2);
+    let section = &sdp[start..end];
+    let mut extra = String::new();
+    let mut mids = String::new();
+    for i in 0..copies {
+        let mid = format!("x{i}");
+        let mut copy = String::new();
+        for line in section.split_inclusive("\r\n") {
+            let line = if line.starts_with("m=audio") {
+                if i % 2 == 0 {
+                    line.replacen("m=audio 9 ", "m=audio 0 ", 1)
+                } else {
+                    line.replace(' ', "\t")
+                }
+            } else if line.starts_with("a=mid:") {
+                format!("a=mid:{mid}\r\n")
+            } else if let Some(msid) = line.strip_prefix("a=msid:") {
+                let stream = msid.split_whitespace().next().unwrap_or("s");
+                format!("a=msid:{stream} extra-{i}\r\n")
+            } else if line.starts_with("a=ssrc:") {
+                let rest = line.split_once(' ').map_or("", |(_, r)| r);
+                format!("a=ssrc:{} {rest}", 10_000 + i)
+            } else {
+                line.to_owned()
+            };
+            copy.push_str(&line);
+        }
+        extra.push_str(&copy);
+        mids.push(' ');
+        mids.push_str(&mid);
+    }
+    let mut out = format!("{}{}{}", &sdp[..end], extra, &sdp[end..]);
+    if let Some(group) = out.find("a=group:BUNDLE") {
+        let eol = group + out[group..].find("\r\n").unwrap();
+        out.insert_str(eol, &mids);
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_track_limit_holds_for_every_spelling() {
+    let server = TestServer::start().await; // 4 tracks per participant
+    let mut alice = server.user("Alice").await;
+    let mut bob = server.user("Bob").await;
+    let call_id = call(&mut alice, &mut bob).await;
+
+    let client = publisher(&alice.user_id, false).await;
+    let offer = client.create_offer().await.unwrap();
+    let flood = with_extra_audio_sections(&offer, 24);
+    assert_eq!(flood.matches("a=mid:").count(), 25, "{flood}");
+    let ack = alice
+        .request("webrtc_offer", publisher_offer(&call_id, &flood))
+        .await;
+    assert_refused(&ack, "limit_exceeded");
+    // The refused offer was undone: the member's honest offer is answered.
+    let ack = offer_and_send(&mut alice, &client, &call_id, &offer).await;
+    assert_eq!(ack["ok"], true, "{ack}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn honest_bundle_only_sections_count_as_sending() {
+    // Firefox writes every section after the first as `m=... 0` + `a=bundle-only` (RFC
+    // 8843): they send, so they count against the limit (and the grants).
+    let server = TestServer::start_with(|c| c.limits.max_tracks_per_participant = 1).await;
+    let mut alice = server.user("Alice").await;
+    let mut bob = server.user("Bob").await;
+    let call_id = call(&mut alice, &mut bob).await;
+    let client = publisher(&alice.user_id, true).await;
+    let offer = client.create_offer().await.unwrap();
+    let (_, bundle_only) = video_spellings(&offer).swap_remove(4);
+    let ack = alice
+        .request("webrtc_offer", publisher_offer(&call_id, &bundle_only))
+        .await;
+    assert_refused(&ack, "limit_exceeded");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_channels_are_refused() {
+    let server = TestServer::start().await;
+    let mut alice = server.user("Alice").await;
+    let mut bob = server.user("Bob").await;
+    let call_id = call(&mut alice, &mut bob).await;
+    let client = publisher(&alice.user_id, false).await;
+    let offer = client.create_offer().await.unwrap();
+    let mid = "dc";
+    let mut with_data = offer.clone()
+        + "m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\nc=IN IP4 0.0.0.0\r\n"
+        + &format!("a=mid:{mid}\r\na=sctp-port:5000\r\na=max-message-size:262144\r\n");
+    if let Some(group) = with_data.find("a=group:BUNDLE") {
+        let eol = group + with_data[group..].find("\r\n").unwrap();
+        with_data.insert_str(eol, &format!(" {mid}"));
+    }
+    let ack = alice
+        .request("webrtc_offer", publisher_offer(&call_id, &with_data))
+        .await;
+    assert_refused(&ack, "media_rejected");
+    assert!(
+        ack["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("data channel"),
+        "{ack}"
+    );
+    let ack = offer_and_send(&mut alice, &client, &call_id, &offer).await;
+    assert_eq!(ack["ok"], true, "{ack}");
+}
