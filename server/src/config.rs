@@ -73,6 +73,11 @@ pub struct ServerConfig {
     #[arg(long, env = "SWITCHBOARD_TRUST_FORWARDED_FOR")]
     pub trust_forwarded_for: bool,
 
+    /// Whom each socket's presence list shows: `everyone` online, those sharing a room of
+    /// the token's `rooms` grant (`rooms`; tokens without one see nobody), or `nobody`.
+    #[arg(long, env = "SWITCHBOARD_PRESENCE_SCOPE", default_value_t = switchboard_signaling::PresenceScope::Everyone)]
+    pub presence_scope: switchboard_signaling::PresenceScope,
+
     /// Call history database: `sqlite://<file>?mode=rwc` or `postgres://user:pass@host/db`.
     #[arg(
         long,
@@ -219,6 +224,7 @@ impl ServerConfig {
             demo_sign_in: false,
             allowed_origins: Vec::new(),
             trust_forwarded_for: false,
+            presence_scope: switchboard_signaling::PresenceScope::Everyone,
             // A fresh history database and recording directory per test server.
             database_url: format!(
                 "sqlite://{}?mode=rwc",

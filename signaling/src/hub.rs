@@ -98,9 +98,6 @@ struct State {
     /// The presence flusher's wake-up (shared with the hub).
     presence_wake: Arc<Notify>,
     sockets: HashMap<Sid, SocketRef>,
-    /// Users who signed in through this server (online or not): tells `unknown_user` from
-    /// `user_offline`. Tokens outlive a restart, so a reconnecting user is added at connect.
-    known: HashMap<UserId, User>,
     calls: HashMap<CallId, CallEntry>,
     /// The call each user is in (ringing or joined): the `busy` flag.
     user_calls: HashMap<UserId, CallId>,
@@ -117,7 +114,6 @@ impl State {
             presence: Presence::default(),
             presence_wake,
             sockets: HashMap::new(),
-            known: HashMap::new(),
             calls: HashMap::new(),
             user_calls: HashMap::new(),
             sockets_per_ip: HashMap::new(),
@@ -367,7 +363,6 @@ impl Hub {
     /// Issues a session token and remembers the user.
     pub fn issue(&self, name: &str) -> Result<(String, User), NameError> {
         let (token, user) = self.tokens.issue(name)?;
-        self.lock().known.insert(user.id.clone(), user.clone());
         info!(user_id = %user.id, "session issued");
         Ok((token, user))
     }
@@ -449,7 +444,6 @@ impl Hub {
                     ))
                 }),
         );
-        state.known.insert(me.user.id.clone(), me.user.clone());
         state.sockets.insert(me.sid(), me.socket.clone());
         let dirs = self.presence_dirs(me);
         state.presence.add_socket(&me.user, me.sid(), dirs.clone());
