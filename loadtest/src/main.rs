@@ -158,7 +158,7 @@ async fn main() -> Result<()> {
         let report = run::idle_users(
             &args.url,
             users,
-            1000.min(users.max(1)),
+            (users / 10).max(1),
             args.idle_concurrency,
             Duration::from_secs_f64(args.idle_hold),
             args.server_pid,
