@@ -95,6 +95,17 @@ struct Args {
     /// publisher (`--target sfu` only); reports server memory and threads before and after.
     #[arg(long, value_name = "N")]
     churn: Option<usize>,
+    /// Instead of a load run: N idle users (`--target switchboard`), each one Socket.IO
+    /// connection that only answers pings; reports connect time per 1,000, server memory
+    /// per connection (with --server-pid) and presence bytes received (docs/benchmarks.md).
+    #[arg(long, value_name = "N")]
+    idle_users: Option<usize>,
+    /// Concurrent connects in `--idle-users`.
+    #[arg(long, default_value_t = 50)]
+    idle_concurrency: usize,
+    /// Seconds `--idle-users` holds everyone connected before measuring memory.
+    #[arg(long, default_value_t = 5.0)]
+    idle_hold: f64,
     /// Concurrent cycles in `--churn`.
     #[arg(long, default_value_t = 10)]
     churn_concurrency: usize,
@@ -139,6 +150,42 @@ async fn main() -> Result<()> {
     } else {
         None
     };
+
+    if let Some(users) = args.idle_users {
+        if args.target != TargetKind::Switchboard {
+            bail!("--idle-users needs --target switchboard");
+        }
+        let report = run::idle_users(
+            &args.url,
+            users,
+            (users / 10).max(1),
+            args.idle_concurrency,
+            Duration::from_secs_f64(args.idle_hold),
+            args.server_pid,
+        )
+        .await;
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        } else {
+            println!(
+                "idle users: {}/{} connected in {:.1} s; per {}: {:?} s",
+                report.connected, report.users, report.connect_seconds, report.batch,
+                report.batch_seconds.iter().map(|s| (s * 100.0).round() / 100.0).collect::<Vec<_>>()
+            );
+            println!(
+                "  server (RSS KiB, CPU s) before: {:?}  after: {:?}  KiB/socket: {:?}",
+                report.server_before, report.server_after, report.kib_per_socket
+            );
+            println!("  bytes received by the clients: {}", report.bytes_received);
+            for f in report.failures.iter().take(5) {
+                println!("  failure: {f}");
+            }
+        }
+        if report.connected < report.users {
+            std::process::exit(1);
+        }
+        return Ok(());
+    }
 
     if let Some(cycles) = args.churn {
         let Some(host) = host.clone() else {

@@ -38,9 +38,11 @@ use crate::Participant;
 
 mod call;
 mod churn;
+mod idle;
 mod report;
 
 pub use churn::{churn, ChurnReport, ProcReport};
+pub use idle::{idle_users, IdleReport};
 use report::{build_report, totals};
 pub use report::{KindSummary, Report, ServerReport, TrackReport};
 

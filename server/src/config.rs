@@ -103,6 +103,11 @@ pub struct ServerConfig {
     #[arg(long, env = "SWITCHBOARD_TRUST_FORWARDED_FOR")]
     pub trust_forwarded_for: bool,
 
+    /// Whom each socket's presence list shows: `everyone` online, those sharing a room of
+    /// the token's `rooms` grant (`rooms`; tokens without one see nobody), or `nobody`.
+    #[arg(long, env = "SWITCHBOARD_PRESENCE_SCOPE", default_value_t = switchboard_signaling::PresenceScope::Everyone)]
+    pub presence_scope: switchboard_signaling::PresenceScope,
+
     /// Call history database: `sqlite://<file>?mode=rwc` or `postgres://user:pass@host/db`.
     #[arg(
         long,
@@ -229,6 +234,18 @@ pub struct LimitFlags {
         default_value_t = 32
     )]
     pub max_preauth_sessions_per_ip: usize,
+    /// Sustained Socket.IO connections per minute of one user.
+    #[arg(long, env = "SWITCHBOARD_USER_CONNECTS_PER_MIN", default_value_t = 30)]
+    pub user_connects_per_min: u32,
+    /// Connections one user may open in a burst.
+    #[arg(long, env = "SWITCHBOARD_USER_CONNECT_BURST", default_value_t = 10)]
+    pub user_connect_burst: u32,
+    /// Sustained Socket.IO connections per second from one client address (IPv6: prefix).
+    #[arg(long, env = "SWITCHBOARD_IP_CONNECTS_PER_SEC", default_value_t = 20)]
+    pub ip_connects_per_sec: u32,
+    /// Connections one client address may open in a burst.
+    #[arg(long, env = "SWITCHBOARD_IP_CONNECT_BURST", default_value_t = 200)]
+    pub ip_connect_burst: u32,
     /// Seconds a peer connection may take to complete ICE + DTLS before it is released.
     #[arg(
         long,
@@ -267,6 +284,10 @@ impl LimitFlags {
             max_participants_per_call: self.max_participants_per_call,
             max_sockets_per_user: self.max_sockets_per_user,
             max_sockets_per_ip: self.max_sockets_per_ip,
+            user_connects_per_min: self.user_connects_per_min,
+            user_connect_burst: self.user_connect_burst,
+            ip_connects_per_sec: self.ip_connects_per_sec,
+            ip_connect_burst: self.ip_connect_burst,
         }
     }
 }
@@ -300,6 +321,7 @@ impl ServerConfig {
             demo_sign_in: false,
             allowed_origins: Vec::new(),
             trust_forwarded_for: false,
+            presence_scope: switchboard_signaling::PresenceScope::Everyone,
             // A fresh history database and recording directory per test server.
             database_url: format!(
                 "sqlite://{}?mode=rwc",

@@ -83,6 +83,7 @@ impl Server {
             max_payload_bytes: config.limits.max_payload_bytes,
             demo_sign_in: config.demo_sign_in_enabled(),
             trust_forwarded_for: config.trust_forwarded_for,
+            presence_scope: config.presence_scope,
             creator_ends_call: config.creator_ends_call,
             limits: config.limits.signaling(),
             token_keys,

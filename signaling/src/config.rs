@@ -109,6 +109,14 @@ pub struct Limits {
     pub max_sockets_per_user: usize,
     /// Concurrent Socket.IO connections from one client IP (unknown IPs are not limited).
     pub max_sockets_per_ip: usize,
+    /// Sustained connections per minute of one user (token bucket refill rate).
+    pub user_connects_per_min: u32,
+    /// Connections one user may open in a burst.
+    pub user_connect_burst: u32,
+    /// Sustained connections per second from one client address (IPv6: per prefix).
+    pub ip_connects_per_sec: u32,
+    /// Connections one client address may open in a burst.
+    pub ip_connect_burst: u32,
 }
 
 impl Default for Limits {
@@ -126,6 +134,10 @@ impl Default for Limits {
             max_participants_per_call: 16,
             max_sockets_per_user: 8,
             max_sockets_per_ip: 64,
+            user_connects_per_min: 30,
+            user_connect_burst: 10,
+            ip_connects_per_sec: 20,
+            ip_connect_burst: 200,
         }
     }
 }
@@ -152,6 +164,10 @@ impl Limits {
             ),
             ("max_sockets_per_user", self.max_sockets_per_user),
             ("max_sockets_per_ip", self.max_sockets_per_ip),
+            ("user_connects_per_min", self.user_connects_per_min as usize),
+            ("user_connect_burst", self.user_connect_burst as usize),
+            ("ip_connects_per_sec", self.ip_connects_per_sec as usize),
+            ("ip_connect_burst", self.ip_connect_burst as usize),
         ];
         for (name, value) in positive {
             if value == 0 {

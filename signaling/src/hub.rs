@@ -29,7 +29,7 @@ use tracing::info;
 
 use crate::call::{Call, CallState, Member};
 use crate::identity::{Identity, NameError, TokenIssuer};
-use crate::limits::{self, Bucket};
+use crate::limits::SharedLimits;
 use crate::payload::TrackSource;
 use crate::presence::Presence;
 use crate::{CallId, SignalingConfig, SignalingError, User, UserId};
@@ -88,6 +88,8 @@ pub(crate) struct Hub {
     /// Sockets that could not take an event, for the eviction task.
     evictions: mpsc::UnboundedSender<SocketRef>,
     eviction_queue: Mutex<Option<mpsc::UnboundedReceiver<SocketRef>>>,
+    /// Per-user and per-address limiters that outlive connections.
+    pub shared_limits: Arc<SharedLimits>,
     /// Call transitions go to the call history through this (never blocks).
     history: crate::history_bridge::HistoryBridge,
     recording_config: recording::RecordingConfig,
@@ -98,16 +100,11 @@ struct State {
     /// The presence flusher's wake-up (shared with the hub).
     presence_wake: Arc<Notify>,
     sockets: HashMap<Sid, SocketRef>,
-    /// Users who signed in through this server (online or not): tells `unknown_user` from
-    /// `user_offline`. Tokens outlive a restart, so a reconnecting user is added at connect.
-    known: HashMap<UserId, User>,
     calls: HashMap<CallId, CallEntry>,
     /// The call each user is in (ringing or joined): the `busy` flag.
     user_calls: HashMap<UserId, CallId>,
     /// Connected sockets per client IP (IPs with none are removed).
     sockets_per_ip: HashMap<IpAddr, usize>,
-    /// Per-user event bucket, shared by the user's sockets while they have one.
-    user_events: HashMap<UserId, Arc<Bucket>>,
     shutting_down: bool,
 }
 
@@ -117,11 +114,9 @@ impl State {
             presence: Presence::default(),
             presence_wake,
             sockets: HashMap::new(),
-            known: HashMap::new(),
             calls: HashMap::new(),
             user_calls: HashMap::new(),
             sockets_per_ip: HashMap::new(),
-            user_events: HashMap::new(),
             shutting_down: false,
         }
     }
@@ -352,6 +347,7 @@ impl Hub {
         };
         let tokens =
             TokenIssuer::with_keys(keys, config.token_lifetime, config.token_policy.clone());
+        let shared_limits = Arc::new(SharedLimits::new(&config.limits));
         let presence_wake = Arc::new(Notify::new());
         let (evictions, eviction_queue) = mpsc::unbounded_channel();
         Self {
@@ -362,6 +358,7 @@ impl Hub {
             presence_wake,
             evictions,
             eviction_queue: Mutex::new(Some(eviction_queue)),
+            shared_limits,
             history: crate::history_bridge::HistoryBridge::disabled(),
             recording_config: recording::RecordingConfig::default(),
         }
@@ -380,7 +377,6 @@ impl Hub {
     /// Issues a session token and remembers the user.
     pub fn issue(&self, name: &str) -> Result<(String, User), NameError> {
         let (token, user) = self.tokens.issue(name)?;
-        self.lock().known.insert(user.id.clone(), user.clone());
         info!(user_id = %user.id, "session issued");
         Ok((token, user))
     }
@@ -443,26 +439,13 @@ impl Hub {
     }
 
     /// Registers a connected socket. On `Err` nothing was registered and the socket must be
-    /// disconnected. Returns the user's shared event bucket.
-    pub fn connect(&self, me: &Me) -> Result<Arc<Bucket>, SignalingError> {
+    /// disconnected.
+    pub fn connect(&self, me: &Me) -> Result<(), SignalingError> {
         let mut state = self.lock();
         self.check_socket_limits(&state, &me.user.id, me.ip)?;
         if let Some(ip) = me.ip {
             *state.sockets_per_ip.entry(ip).or_insert(0) += 1;
         }
-        let limits = &self.config.limits;
-        let bucket = Arc::clone(
-            state
-                .user_events
-                .entry(me.user.id.clone())
-                .or_insert_with(|| {
-                    Arc::new(limits::bucket(
-                        limits.user_events_per_sec,
-                        limits.user_event_burst,
-                    ))
-                }),
-        );
-        state.known.insert(me.user.id.clone(), me.user.clone());
         state.sockets.insert(me.sid(), me.socket.clone());
         let dirs = self.presence_dirs(me);
         state.presence.add_socket(&me.user, me.sid(), dirs.clone());
@@ -472,7 +455,7 @@ impl Hub {
         // group, so this only copies it.
         let snapshot = state.presence.snapshot(&dirs);
         emit(&me.socket, "presence", &*snapshot);
-        Ok(bucket)
+        Ok(())
     }
 
     pub fn disconnect(&self, me: &Me) {
@@ -484,9 +467,6 @@ impl Hub {
         }
         let went_offline = state.presence.remove_socket(&me.user.id, &sid);
         state.presence_changed(&me.user.id);
-        if went_offline {
-            state.user_events.remove(&me.user.id);
-        }
         if let Some(ip) = me.ip {
             if let Some(count) = state.sockets_per_ip.get_mut(&ip) {
                 *count = count.saturating_sub(1);

@@ -1,20 +1,23 @@
-//! Per-socket and per-user event rate limits (token buckets from `governor`) and the strike
-//! counter that disconnects a socket which keeps breaking rules.
+//! Per-socket and per-user event rate limits (token buckets from `governor`), connection
+//! rate limits per user and per client address, and the strike counter that disconnects a
+//! socket which keeps breaking rules.
 //!
-//! Every limiter is a fixed-size atomic cell: checking one never allocates or locks. A
-//! socket's limiters live in its [`Session`] (dropped with the socket); a user's limiter lives
-//! in the hub while the user has a socket, so memory follows the number of connected users.
+//! A socket's limiters live in its [`Session`] (dropped with the socket). The per-user and
+//! per-address limiters are keyed and shared ([`SharedLimits`]): their state outlives a
+//! connection, so reconnecting does not refill a budget, and a key is dropped only once its
+//! state is indistinguishable from a fresh one (`retain_recent`), so memory follows the
+//! number of recently active users and addresses, not everyone ever seen.
 
 use std::net::IpAddr;
 use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use crate::config::Limits;
 use crate::identity::Identity;
-use crate::SignalingError;
+use crate::{SignalingError, UserId};
 
 /// A token bucket: `per_sec` tokens per second, holding at most `burst`.
 pub(crate) type Bucket = DefaultDirectRateLimiter;
@@ -28,13 +31,75 @@ pub(crate) fn bucket(per_sec: u32, burst: u32) -> Bucket {
     RateLimiter::direct(Quota::per_second(nonzero(per_sec)).allow_burst(nonzero(burst)))
 }
 
+/// Limiters shared by all connections, keyed by user or client address.
+pub(crate) struct SharedLimits {
+    user_events: DefaultKeyedRateLimiter<UserId>,
+    user_connects: DefaultKeyedRateLimiter<UserId>,
+    ip_connects: DefaultKeyedRateLimiter<IpAddr>,
+    /// Checks since the last sweep of stale keys.
+    checks: AtomicU32,
+}
+
+/// Stale keys are swept every this many checks (a sweep is O(keys)).
+const SWEEP_EVERY: u32 = 1024;
+
+impl SharedLimits {
+    pub fn new(limits: &Limits) -> SharedLimits {
+        let per_sec = |rate, burst| Quota::per_second(nonzero(rate)).allow_burst(nonzero(burst));
+        SharedLimits {
+            user_events: RateLimiter::hashmap(per_sec(
+                limits.user_events_per_sec,
+                limits.user_event_burst,
+            )),
+            user_connects: RateLimiter::hashmap(
+                Quota::per_minute(nonzero(limits.user_connects_per_min))
+                    .allow_burst(nonzero(limits.user_connect_burst)),
+            ),
+            ip_connects: RateLimiter::hashmap(per_sec(
+                limits.ip_connects_per_sec,
+                limits.ip_connect_burst,
+            )),
+            checks: AtomicU32::new(0),
+        }
+    }
+
+    fn tick(&self) {
+        if self.checks.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
+            self.user_events.retain_recent();
+            self.user_events.shrink_to_fit();
+            self.user_connects.retain_recent();
+            self.user_connects.shrink_to_fit();
+            self.ip_connects.retain_recent();
+            self.ip_connects.shrink_to_fit();
+        }
+    }
+
+    /// One event of `user`, over all their sockets and connections.
+    pub fn admit_user_event(&self, user: &UserId) -> bool {
+        self.tick();
+        self.user_events.check_key(user).is_ok()
+    }
+
+    /// One more connection from `ip` (the key is already aggregated, see `client_ip`).
+    pub fn admit_connect_from(&self, ip: IpAddr) -> bool {
+        self.tick();
+        self.ip_connects.check_key(&ip).is_ok()
+    }
+
+    /// One more connection of `user`.
+    pub fn admit_connect_of(&self, user: &UserId) -> bool {
+        self.tick();
+        self.user_connects.check_key(user).is_ok()
+    }
+}
+
 /// Everything fixed about one connected socket, kept in its extensions.
 #[derive(Clone)]
 pub(crate) struct Session {
     pub identity: Arc<Identity>,
     pub ip: Option<IpAddr>,
     pub guard: Arc<SocketGuard>,
-    pub user_events: Arc<Bucket>,
+    pub shared: Arc<SharedLimits>,
 }
 
 /// The socket's own limiters.
@@ -80,7 +145,9 @@ impl SocketGuard {
 impl Session {
     /// Takes one token from the socket's bucket, then one from the user's.
     pub fn admit_event(&self) -> Result<(), SignalingError> {
-        if self.guard.events.check().is_err() || self.user_events.check().is_err() {
+        if self.guard.events.check().is_err()
+            || !self.shared.admit_user_event(&self.identity.user.id)
+        {
             return Err(SignalingError::RateLimited);
         }
         Ok(())

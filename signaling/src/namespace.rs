@@ -24,7 +24,8 @@ use crate::payload::call_id_hint;
 use crate::SignalingError;
 
 /// Refusal of a connection. Its `Display` is the wire code, which socketioxide sends as the
-/// `connect_error` message: a [`TokenError`] code, `too_many_connections` or `shutting_down`.
+/// `connect_error` message: a [`TokenError`] code, `too_many_connections`, `rate_limited` or
+/// `shutting_down`.
 #[derive(Debug)]
 pub(crate) struct ConnectRefused(&'static str);
 
@@ -79,11 +80,22 @@ async fn authenticate(
         Some(Value::String(token)) => Some(token.clone()),
         Some(_) => return Err(ConnectRefused(TokenError::Invalid.code())),
     };
+    // The address first: refusing a flood costs no token verification.
+    let ip = client_ip(&socket, hub.config.trust_forwarded_for);
+    if let Some(ip) = ip {
+        if !hub.shared_limits.admit_connect_from(ip) {
+            debug!(sid = %socket.id, %ip, "connection refused: address over its connect rate");
+            return Err(ConnectRefused("rate_limited"));
+        }
+    }
     let identity = hub.tokens.verify_identity(token.as_deref()).map_err(|e| {
         debug!(sid = %socket.id, code = e.code(), "connection refused");
         ConnectRefused(e.code())
     })?;
-    let ip = client_ip(&socket, hub.config.trust_forwarded_for);
+    if !hub.shared_limits.admit_connect_of(&identity.user.id) {
+        debug!(sid = %socket.id, user_id = %identity.user.id, "connection refused: user over its connect rate");
+        return Err(ConnectRefused("rate_limited"));
+    }
     hub.precheck_connect(&identity.user.id, ip).map_err(|e| {
         debug!(sid = %socket.id, user_id = %identity.user.id, ?ip, error = %e, "connection refused");
         match e {
@@ -114,20 +126,20 @@ async fn on_connect(socket: SocketRef, State(hub): State<Arc<Hub>>) {
     // Before anything is emitted to it: a socket that cannot take its events is evicted.
     socket.extensions.insert(hub.evictor());
     // Registration re-checks the socket limits atomically (connects race past the precheck).
-    let user_events = match hub.connect(&me) {
-        Ok(bucket) => bucket,
+    match hub.connect(&me) {
+        Ok(()) => {}
         Err(e) => {
             debug!(sid = %socket.id, error = %e, "connection refused after connect");
             let _ = socket.emit("error", &e.event("connect", None));
             let _ = socket.disconnect();
             return;
         }
-    };
+    }
     socket.extensions.insert(Session {
         identity: admitted.identity,
         ip: admitted.ip,
         guard: Arc::new(SocketGuard::new(&hub.config.limits)),
-        user_events,
+        shared: Arc::clone(&hub.shared_limits),
     });
     socket.on_disconnect(on_disconnect);
     if !socket.connected() {

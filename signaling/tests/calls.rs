@@ -241,7 +241,7 @@ async fn calls_to_offline_unknown_busy_or_self_are_refused() {
             json!({ "to": "no-such-user", "kind": "video" }),
         )
         .await;
-    assert_refused(&ack, "unknown_user");
+    assert_refused(&ack, "user_offline");
 
     let me = alice.user_id.clone();
     let ack = alice

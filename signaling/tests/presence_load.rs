@@ -83,6 +83,8 @@ fn churn(server: &TestServer, cycles: usize, parallel: usize) -> tokio::task::Jo
 async fn every_call_event_arrives_among_1000_idle_sockets_and_churn() {
     let server = TestServer::start_with(|c| {
         c.limits.max_sockets_per_ip = 5_000;
+        c.limits.ip_connect_burst = 10_000;
+        c.limits.user_connect_burst = 1_000;
     })
     .await;
     let idle = connect_many(&server, "Idle user ", 1_000, 50).await;
@@ -217,6 +219,8 @@ impl SlowClient {
 async fn a_socket_that_cannot_take_a_call_event_is_disconnected_not_left_behind() {
     let server = TestServer::start_with(|c| {
         c.limits.max_sockets_per_ip = 5_000;
+        c.limits.ip_connect_burst = 10_000;
+        c.limits.user_connect_burst = 1_000;
     })
     .await;
     // Long names make every presence list heavy.

@@ -41,12 +41,9 @@ impl Hub {
         if *id == me.user.id {
             return Err(SignalingError::SelfCall);
         }
+        // One answer for "never seen" and "offline": nothing tells which ids exist.
         let Some(user) = state.presence.user(id).cloned() else {
-            return Err(if state.known.contains_key(id) {
-                SignalingError::UserOffline
-            } else {
-                SignalingError::UnknownUser
-            });
+            return Err(SignalingError::UserOffline);
         };
         if state.user_calls.contains_key(id) {
             return Err(SignalingError::Busy(format!("{} is", user.name)));

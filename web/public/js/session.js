@@ -86,12 +86,25 @@ function wireSignaling(sig) {
     }
     render();
   });
-  sig.on('presence', (msg) => {
-    state.users = Array.isArray(msg && msg.users) ? msg.users : [];
+  // Presence: one snapshot on connect, then deltas (`users` who came online or changed,
+  // `offline` ids) batched by the server. The list stays sorted by name, then id.
+  const presenceChanged = () => {
+    state.users.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
     pruneSelection();
     renderUsers();
     renderHistory();
     if (state.call && state.call.inviteOpen) renderCall();
+  };
+  sig.on('presence', (msg) => {
+    state.users = Array.isArray(msg && msg.users) ? msg.users : [];
+    presenceChanged();
+  });
+  sig.on('presence_update', (msg) => {
+    const gone = new Set(Array.isArray(msg && msg.offline) ? msg.offline : []);
+    const changed = Array.isArray(msg && msg.users) ? msg.users : [];
+    for (const u of changed) gone.add(u.id);
+    state.users = state.users.filter((u) => !gone.has(u.id)).concat(changed);
+    presenceChanged();
   });
   wireRecordingEvents(sig);
   sig.on('call_ringing', (msg) => {
