@@ -280,11 +280,13 @@ impl Server {
         if let Some(listener) = metrics_listener {
             // Lives as long as the process: Prometheus may scrape until the very end.
             let metrics_app = metrics::router(scrape_sources);
-            tokio::spawn(async move {
-                if let Err(error) = axum::serve(listener, metrics_app).await {
-                    warn!(%error, "metrics listener failed");
-                }
-            });
+            // The same header-read timeout and connection cap as the public port.
+            tokio::spawn(serve(
+                listener,
+                metrics_app,
+                http_limits,
+                std::future::pending::<()>(),
+            ));
         }
 
         let graceful = async move {
