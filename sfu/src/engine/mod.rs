@@ -13,6 +13,7 @@ mod forwarder;
 mod insight;
 mod isolation;
 mod media;
+mod media_socket;
 mod membership;
 mod nack;
 mod offer_scan;
@@ -43,6 +44,7 @@ use crate::{
     SfuEvent, SfuStats, TrackKind,
 };
 use connection::Connection;
+use media_socket::bind_media_socket;
 pub(crate) use demux::stun_local_ufrag;
 use demux::{Demuxer, Route};
 use forwarder::Forwarder;
@@ -598,34 +600,6 @@ impl Engine {
             let _ = self.remove_participant(now, &participant);
         }
     }
-}
-
-/// Binds the one media socket with enlarged kernel buffers (best effort: the kernel may cap
-/// them) and logs what it got, so an operator sees when `net.core.rmem_max` is too low.
-fn bind_media_socket(
-    addr: SocketAddr,
-    buffer_bytes: usize,
-) -> std::io::Result<std::net::UdpSocket> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
-    if let Err(error) = socket.set_recv_buffer_size(buffer_bytes) {
-        warn!(%error, "could not enlarge the media socket's receive buffer");
-    }
-    if let Err(error) = socket.set_send_buffer_size(buffer_bytes) {
-        warn!(%error, "could not enlarge the media socket's send buffer");
-    }
-    socket.set_nonblocking(true)?;
-    socket.bind(&addr.into())?;
-    let (receive, send) = (socket.recv_buffer_size()?, socket.send_buffer_size()?);
-    if receive < buffer_bytes {
-        warn!(
-            asked = buffer_bytes,
-            got = receive,
-            "media socket receive buffer capped by the kernel: raise net.core.rmem_max to avoid drops under load"
-        );
-    }
-    debug!(receive, send, "media socket buffers");
-    Ok(socket.into())
 }
 
 /// See [`Engine::schedule`].
