@@ -92,6 +92,9 @@ pub struct ServerConfig {
     pub recording_min_free_mb: u64,
 
     #[command(flatten)]
+    pub recording: crate::recordings_http::RecordingFlags,
+
+    #[command(flatten)]
     pub limits: LimitFlags,
 }
 
@@ -226,6 +229,7 @@ impl ServerConfig {
             ),
             recording_dir: test_scratch.join("recordings"),
             recording_min_free_mb: 1,
+            recording: Default::default(),
             limits: LimitFlags::default(),
         }
     }

@@ -29,7 +29,7 @@ const PARTICIPANT_COLUMNS: &str = "call_id, user_id, display_name, role, joined_
      loss_avg_pct, loss_worst_pct, jitter_avg_ms, jitter_worst_ms, rtt_avg_ms, rtt_worst_ms, \
      mos_estimate";
 
-const RECORDING_COLUMNS: &str =
+pub(super) const RECORDING_COLUMNS: &str =
     "r.id, r.call_id, r.participant_user_id, r.path, r.bytes, r.duration_ms, r.started_by, \
      r.created_at, COALESCE(r.started_at, r.created_at - r.duration_ms) AS started_at, r.state, \
      r.session_id";
@@ -47,7 +47,10 @@ const VISIBLE_TO_ME: &str = "me.joined_at IS NOT NULL \
 /// The call history: a handle on a connection pool. Cheap to clone; clones share the pool.
 #[derive(Clone, Debug)]
 pub struct HistoryStore {
-    pool: AnyPool,
+    pub(super) pool: AnyPool,
+    /// The database URL when a second connection reaches the same database (not for an
+    /// in-memory SQLite database), for [`HistoryStore::dedicated_writer`].
+    url: Option<std::sync::Arc<str>>,
 }
 
 /// What the store knows about a call's progress, for turning "0 rows updated" into a precise
@@ -91,7 +94,26 @@ impl HistoryStore {
                 .await?;
         }
         MIGRATOR.run(&pool).await?;
-        Ok(Self { pool })
+        let url = (!in_memory).then(|| std::sync::Arc::from(url));
+        Ok(Self { pool, url })
+    }
+
+    /// A store on one connection of its own to the same database, for the history writer:
+    /// readers of the HTTP API then never hold up writes by taking every pooled connection
+    /// (finding 15). An in-memory database has no second connection: the store itself.
+    pub async fn dedicated_writer(&self) -> Result<Self, HistoryError> {
+        let Some(url) = &self.url else {
+            return Ok(self.clone());
+        };
+        let pool = AnyPoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .connect(url)
+            .await?;
+        Ok(Self {
+            pool,
+            url: Some(url.clone()),
+        })
     }
 
     /// Waits for in-flight queries and closes every connection (graceful shutdown).
@@ -745,7 +767,7 @@ fn participant_from_row(row: &AnyRow) -> Result<ParticipantRecord, HistoryError>
     })
 }
 
-fn recording_from_row(row: &AnyRow) -> Result<Recording, HistoryError> {
+pub(super) fn recording_from_row(row: &AnyRow) -> Result<Recording, HistoryError> {
     let id = RecordingId::new(row.try_get::<String, _>("id")?);
     let unsigned = |column: &str| -> Result<u64, HistoryError> {
         let value: i64 = row.try_get(column)?;
