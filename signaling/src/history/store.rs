@@ -165,14 +165,16 @@ impl HistoryStore {
                 ParticipantRole::Callee
             };
             sqlx::query(
-                "INSERT INTO call_participants (call_id, user_id, display_name, role, position) \
-                 VALUES ($1, $2, $3, $4, $5)",
+                "INSERT INTO call_participants \
+                     (call_id, user_id, display_name, role, position, ringing_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
             )
             .bind(call_id.as_str())
             .bind(user.id.as_str())
             .bind(user.name.as_str())
             .bind(role.as_str())
             .bind(position as i64)
+            .bind(at.as_millis())
             .execute(&mut *tx)
             .await?;
         }
@@ -211,11 +213,12 @@ impl HistoryStore {
         user: &User,
     ) -> Result<(), HistoryError> {
         let inserted = sqlx::query(
-            "INSERT INTO call_participants (call_id, user_id, display_name, role, position) \
-             SELECT $1, $2, $3, $4, COALESCE(MAX(p.position), 0) + 1 \
+            "INSERT INTO call_participants \
+                 (call_id, user_id, display_name, role, position, ringing_at) \
+             SELECT $1, $2, $3, $4, COALESCE(MAX(p.position), 0) + 1, c.ringing_at \
                FROM calls c LEFT JOIN call_participants p ON p.call_id = c.id \
               WHERE c.id = $1 AND c.ended_at IS NULL \
-              GROUP BY c.id \
+              GROUP BY c.id, c.ringing_at \
              ON CONFLICT (call_id, user_id) DO NOTHING",
         )
         .bind(call_id.as_str())
@@ -429,9 +432,12 @@ impl HistoryStore {
         }
         // Placeholders are numbered as they are added; the SQL text only depends on which
         // filters are present, never on their values.
+        // Filter, order and cursor on `me` (the viewer's participant rows, which carry
+        // their call's ringing_at): the index (user_id, ringing_at, call_id) serves them all,
+        // so a page costs its size, not the user's whole history.
         let mut sql = format!(
-            "SELECT {CALL_COLUMNS} FROM calls c \
-             JOIN call_participants me ON me.call_id = c.id AND me.user_id = $1 WHERE 1 = 1"
+            "SELECT {CALL_COLUMNS} FROM call_participants me \
+             JOIN calls c ON c.id = me.call_id WHERE me.user_id = $1"
         );
         let mut next = 2;
         if query.outcome.is_some() {
@@ -441,12 +447,12 @@ impl HistoryStore {
         if query.before.is_some() {
             let (at, id) = (next, next + 1);
             sql.push_str(&format!(
-                " AND (c.ringing_at < ${at} OR (c.ringing_at = ${at} AND c.id < ${id}))"
+                " AND (me.ringing_at < ${at} OR (me.ringing_at = ${at} AND me.call_id < ${id}))"
             ));
             next += 2;
         }
         sql.push_str(&format!(
-            " ORDER BY c.ringing_at DESC, c.id DESC LIMIT ${next}"
+            " ORDER BY me.ringing_at DESC, me.call_id DESC LIMIT ${next}"
         ));
 
         let mut select = sqlx::query(&sql).bind(user_id.as_str());
