@@ -109,7 +109,10 @@ impl Server {
             warn!(calls = closed, "closed calls left open by the last run");
         }
         let recording = config.recording.config(&config.recording_dir);
-        config.recording.maintain(&history, &config.recording_dir).await?;
+        config
+            .recording
+            .maintain(&history, &config.recording_dir)
+            .await?;
         let (socketio, signaling) = Signaling::with_history(
             signaling_config,
             sfu.clone(),

@@ -314,7 +314,6 @@ async fn restart_closes_calls_a_crash_left_open() -> Result<()> {
     Ok(())
 }
 
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_real_call_is_recorded_listed_and_downloaded() -> Result<()> {
     let server = TestServer::start(ServerConfig::for_tests()).await?;

@@ -18,7 +18,13 @@ async fn only_joined_members_with_record_can_stop_a_recording() -> Result<()> {
     let (bob, mut bob_ev, _) = join(&http, &base, "Bob").await?;
     let call = two_person_call(&alice, &bob, &mut bob_ev, CallKind::Voice).await?;
     emit(alice.signaling(), "start_recording", &call).await?;
-    wait_for("alice", &mut alice_ev, SIGNAL_TIMEOUT, named("recording_started", &call)).await?;
+    wait_for(
+        "alice",
+        &mut alice_ev,
+        SIGNAL_TIMEOUT,
+        named("recording_started", &call),
+    )
+    .await?;
 
     let no_record = Grants {
         record: false,
@@ -46,7 +52,11 @@ async fn only_joined_members_with_record_can_stop_a_recording() -> Result<()> {
     )
     .await?;
     let b = bob.signaling();
-    for (user, events) in [(&dave, &mut dave_ev), (&erin, &mut erin_ev), (&carol, &mut carol_ev)] {
+    for (user, events) in [
+        (&dave, &mut dave_ev),
+        (&erin, &mut erin_ev),
+        (&carol, &mut carol_ev),
+    ] {
         invite_when_online(b, &call, user).await?;
         wait_signal(&user.name, events, incoming).await?;
     }
@@ -54,11 +64,20 @@ async fn only_joined_members_with_record_can_stop_a_recording() -> Result<()> {
 
     // Dave and Erin are only ringing; Carol joined but may not record.
     let code = refused_code(emit(&d, "stop_recording", &call).await);
-    ensure!(code == "missing_grant", "ringing invitee without grants: {code}");
+    ensure!(
+        code == "missing_grant",
+        "ringing invitee without grants: {code}"
+    );
     let code = refused_code(emit(&e, "stop_recording", &call).await);
-    ensure!(code == "invalid_state", "ringing invitee with every grant: {code}");
+    ensure!(
+        code == "invalid_state",
+        "ringing invitee with every grant: {code}"
+    );
     let code = refused_code(emit(&c, "stop_recording", &call).await);
-    ensure!(code == "missing_grant", "joined member without record: {code}");
+    ensure!(
+        code == "missing_grant",
+        "joined member without record: {code}"
+    );
 
     // Still recording: a joined member with `record` stops it, and everyone hears it once.
     emit(b, "stop_recording", &call).await?;
@@ -111,7 +130,10 @@ async fn recordings_are_only_for_members_present_while_recording() -> Result<()>
     .await?;
     let a = alice.signaling();
     let call = a
-        .initiate_group_call(&[bob.user().id.clone(), carol.user().id.clone()], CallKind::Voice)
+        .initiate_group_call(
+            &[bob.user().id.clone(), carol.user().id.clone()],
+            CallKind::Voice,
+        )
         .await?;
     for user in [&mallory, &nina] {
         invite_when_online(a, &call, user).await?;
@@ -129,15 +151,22 @@ async fn recordings_are_only_for_members_present_while_recording() -> Result<()>
     // Carol's stay is in the history before the recording starts.
     carol.signaling().leave_call(&call, None).await?;
     call_until(&http, &base, &alice_token, &call, "carol left", |c| {
-        c["participants"]
-            .as_array()
-            .is_some_and(|ps| ps.iter().any(|p| p["name"] == "Carol" && p["left_at"].is_i64()))
+        c["participants"].as_array().is_some_and(|ps| {
+            ps.iter()
+                .any(|p| p["name"] == "Carol" && p["left_at"].is_i64())
+        })
     })
     .await?;
     tokio::time::sleep(Duration::from_millis(50)).await;
 
     emit(a, "start_recording", &call).await?;
-    wait_for("bob", &mut bob_ev, SIGNAL_TIMEOUT, named("recording_started", &call)).await?;
+    wait_for(
+        "bob",
+        &mut bob_ev,
+        SIGNAL_TIMEOUT,
+        named("recording_started", &call),
+    )
+    .await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
     emit(a, "stop_recording", &call).await?;
     let detail = call_until(&http, &base, &bob_token, &call, "two recordings", |c| {
@@ -157,11 +186,21 @@ async fn recordings_are_only_for_members_present_while_recording() -> Result<()>
         ("carol (left before)", carol_token.clone()),
     ];
     for (who, token) in &outsiders {
-        let (status, call_json) =
-            api(&http, &base, Some(token), &format!("/api/calls/{}", call.as_str())).await?;
-        ensure!(status == 200, "{who}: the call stays in their history: {status}");
+        let (status, call_json) = api(
+            &http,
+            &base,
+            Some(token),
+            &format!("/api/calls/{}", call.as_str()),
+        )
+        .await?;
         ensure!(
-            call_json["recordings"].as_array().is_some_and(|r| r.is_empty()),
+            status == 200,
+            "{who}: the call stays in their history: {status}"
+        );
+        ensure!(
+            call_json["recordings"]
+                .as_array()
+                .is_some_and(|r| r.is_empty()),
             "{who} sees recordings: {call_json}"
         );
         let (status, list) = api(&http, &base, Some(token), "/api/calls").await?;
@@ -173,7 +212,9 @@ async fn recordings_are_only_for_members_present_while_recording() -> Result<()>
             .find(|c| c["id"] == call.as_str())
             .with_context(|| format!("{who}: call not listed: {list}"))?;
         ensure!(
-            listed["recordings"].as_array().is_some_and(|r| r.is_empty()),
+            listed["recordings"]
+                .as_array()
+                .is_some_and(|r| r.is_empty()),
             "{who} lists recordings: {listed}"
         );
         for id in &ids {
@@ -223,7 +264,13 @@ async fn concurrent_recordings_are_capped() -> Result<()> {
     let second = two_person_call(&carol, &dave, &mut dave_ev, CallKind::Voice).await?;
 
     emit(alice.signaling(), "start_recording", &first).await?;
-    wait_for("alice", &mut alice_ev, SIGNAL_TIMEOUT, named("recording_started", &first)).await?;
+    wait_for(
+        "alice",
+        &mut alice_ev,
+        SIGNAL_TIMEOUT,
+        named("recording_started", &first),
+    )
+    .await?;
     let refused = emit(carol.signaling(), "start_recording", &second).await;
     let code = refused_code(refused);
     ensure!(code == "limit_exceeded", "second recording: {code}");
@@ -236,9 +283,21 @@ async fn concurrent_recordings_are_capped() -> Result<()> {
     ensure!(error.code == "limit_exceeded", "{error:?}");
 
     emit(bob.signaling(), "stop_recording", &first).await?;
-    wait_for("alice", &mut alice_ev, SIGNAL_TIMEOUT, named("recording_stopped", &first)).await?;
+    wait_for(
+        "alice",
+        &mut alice_ev,
+        SIGNAL_TIMEOUT,
+        named("recording_stopped", &first),
+    )
+    .await?;
     emit(carol.signaling(), "start_recording", &second).await?;
-    wait_for("dave", &mut dave_ev, SIGNAL_TIMEOUT, named("recording_started", &second)).await?;
+    wait_for(
+        "dave",
+        &mut dave_ev,
+        SIGNAL_TIMEOUT,
+        named("recording_started", &second),
+    )
+    .await?;
 
     for p in [alice, bob, carol, dave] {
         p.close().await;
@@ -258,8 +317,18 @@ async fn spawn_binary(
     let port = free_port()?;
     let base = format!("http://127.0.0.1:{port}");
     let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
-        .args(["--http-addr", &format!("127.0.0.1:{port}"), "--media-addr", "127.0.0.1:0"])
-        .args(["--database-url", database_url, "--token-secret", TEST_SECRET])
+        .args([
+            "--http-addr",
+            &format!("127.0.0.1:{port}"),
+            "--media-addr",
+            "127.0.0.1:0",
+        ])
+        .args([
+            "--database-url",
+            database_url,
+            "--token-secret",
+            TEST_SECRET,
+        ])
         .args(["--recording-min-free-mb", "1"])
         .arg("--recording-dir")
         .arg(recording_dir)
@@ -297,12 +366,25 @@ async fn a_killed_server_leaves_interrupted_recordings_not_orphans() -> Result<(
     let (bob, mut bob_ev, bob_token) = join(&http, &base, "Bob").await?;
     let call = two_person_call(&alice, &bob, &mut bob_ev, CallKind::Voice).await?;
     emit(alice.signaling(), "start_recording", &call).await?;
-    wait_for("alice", &mut alice_ev, SIGNAL_TIMEOUT, named("recording_started", &call)).await?;
-    let live = call_until(&http, &base, &bob_token, &call, "two files recording", |c| {
-        c["recordings"].as_array().is_some_and(|r| {
-            r.len() == 2 && r.iter().all(|r| r["state"] == "recording")
-        })
-    })
+    wait_for(
+        "alice",
+        &mut alice_ev,
+        SIGNAL_TIMEOUT,
+        named("recording_started", &call),
+    )
+    .await?;
+    let live = call_until(
+        &http,
+        &base,
+        &bob_token,
+        &call,
+        "two files recording",
+        |c| {
+            c["recordings"]
+                .as_array()
+                .is_some_and(|r| r.len() == 2 && r.iter().all(|r| r["state"] == "recording"))
+        },
+    )
     .await?;
     let first_id = live["recordings"][0]["id"].as_str().unwrap().to_owned();
     let (status, body) = api(
@@ -332,15 +414,26 @@ async fn a_killed_server_leaves_interrupted_recordings_not_orphans() -> Result<(
     config.database_url = database_url;
     config.recording_dir = recording_dir.clone();
     let server = TestServer::start(config).await?;
-    let detail = call_until(&http, &server.base, &alice_token, &call, "interrupted", |c| {
-        is_ended(c)
-            && c["recordings"].as_array().is_some_and(|r| {
-                r.len() == 2 && r.iter().all(|r| r["state"] == "interrupted")
-            })
-    })
+    let detail = call_until(
+        &http,
+        &server.base,
+        &alice_token,
+        &call,
+        "interrupted",
+        |c| {
+            is_ended(c)
+                && c["recordings"]
+                    .as_array()
+                    .is_some_and(|r| r.len() == 2 && r.iter().all(|r| r["state"] == "interrupted"))
+        },
+    )
     .await?;
     ensure!(!stray.exists(), "the stray file is still there");
-    ensure!(webm_files(&recording_dir)?.len() == 2, "{:?}", webm_files(&recording_dir)?);
+    ensure!(
+        webm_files(&recording_dir)?.len() == 2,
+        "{:?}",
+        webm_files(&recording_dir)?
+    );
     for recording in detail["recordings"].as_array().unwrap() {
         let bytes = recording["bytes"].as_u64().unwrap();
         let duration_ms = recording["duration_ms"].as_u64().unwrap();
@@ -357,7 +450,11 @@ async fn a_killed_server_leaves_interrupted_recordings_not_orphans() -> Result<(
             .await?;
         ensure!(response.status().as_u16() == 200, "{}", response.status());
         let body = response.bytes().await?;
-        ensure!(body.len() as u64 == bytes, "served {} of {bytes}", body.len());
+        ensure!(
+            body.len() as u64 == bytes,
+            "served {} of {bytes}",
+            body.len()
+        );
         let participant = recording["participant"].as_str().unwrap();
         let file = webm_files(&recording_dir)?
             .into_iter()
@@ -442,7 +539,11 @@ async fn history_writes_survive_a_locked_database() -> Result<()> {
             if status == 200 && body["outcome"] == "completed" {
                 break;
             }
-            ensure!(Instant::now() < deadline, "call {} lost: {status} {body}", call.as_str());
+            ensure!(
+                Instant::now() < deadline,
+                "call {} lost: {status} {body}",
+                call.as_str()
+            );
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
     }

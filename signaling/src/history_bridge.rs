@@ -198,7 +198,11 @@ impl HistoryBridge {
                 let dropped = self.health.dropped.fetch_add(1, Ordering::Relaxed) + 1;
                 // Once per 1000, so a stalled database does not also flood the log.
                 if dropped % 1000 == 1 {
-                    error!(dropped, ?transition, "history queue full (database stalled?): report dropped");
+                    error!(
+                        dropped,
+                        ?transition,
+                        "history queue full (database stalled?): report dropped"
+                    );
                 }
             }
             Err(mpsc::error::TrySendError::Closed(_)) => {
@@ -440,7 +444,10 @@ fn is_transient(error: &HistoryError) -> bool {
             let message = e.message();
             message.contains("locked")
                 || message.contains("busy")
-                || matches!(&*code, "5" | "6" | "517" | "261" | "262" | "40001" | "40P01" | "53300")
+                || matches!(
+                    &*code,
+                    "5" | "6" | "517" | "261" | "262" | "40001" | "40P01" | "53300"
+                )
         }
         _ => false,
     }
@@ -607,7 +614,10 @@ impl Writer {
                     state: RecordingState::Recording,
                     session_id: Some(session.clone()),
                 };
-                ("recording_file_started", self.store.add_recording(&recording).await)
+                (
+                    "recording_file_started",
+                    self.store.add_recording(&recording).await,
+                )
             }
             Transition::RecordingFinished {
                 call_id,
@@ -656,11 +666,17 @@ impl Writer {
                 user_id,
                 at,
             } => {
-                let Some(path) = self.open_files.get(&(call_id.clone(), user_id.clone())).cloned()
+                let Some(path) = self
+                    .open_files
+                    .get(&(call_id.clone(), user_id.clone()))
+                    .cloned()
                 else {
                     return ("recording_failed", Ok(()));
                 };
-                let bytes = tokio::fs::metadata(&path).await.map(|m| m.len()).unwrap_or(0);
+                let bytes = tokio::fs::metadata(&path)
+                    .await
+                    .map(|m| m.len())
+                    .unwrap_or(0);
                 let result = self
                     .store
                     .recording_file_interrupted(&path.to_string_lossy(), bytes, *at)

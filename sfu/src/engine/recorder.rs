@@ -209,7 +209,9 @@ impl Engine {
                 self.config.quality_interval,
             ) {
                 Ok(watch) => recording.watch = Some(watch),
-                Err(error) => warn!(room = %room_id, %error, "no disk-space watch for this recording"),
+                Err(error) => {
+                    warn!(room = %room_id, %error, "no disk-space watch for this recording")
+                }
             }
         }
         let mut paths = Vec::new();

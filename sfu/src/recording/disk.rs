@@ -99,7 +99,10 @@ mod tests {
         while !watch.below_floor() && std::time::Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(5));
         }
-        assert!(watch.below_floor(), "an unreadable directory is below the floor");
+        assert!(
+            watch.below_floor(),
+            "an unreadable directory is below the floor"
+        );
     }
 
     #[test]

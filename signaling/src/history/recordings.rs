@@ -127,7 +127,10 @@ impl HistoryStore {
             .collect::<Result<_, _>>()?;
         for recording in open {
             let path = PathBuf::from(&recording.path);
-            let found = tokio::fs::metadata(&path).await.ok().filter(|m| m.len() > 0);
+            let found = tokio::fs::metadata(&path)
+                .await
+                .ok()
+                .filter(|m| m.len() > 0);
             match found {
                 Some(meta) => {
                     let modified = meta

@@ -191,7 +191,12 @@ impl Hub {
             .recording_started(&call_id, &me.user.id, &session);
         let result = self
             .sfu
-            .start_recording(room, self.recording_config.directory.clone(), video, &*session)
+            .start_recording(
+                room,
+                self.recording_config.directory.clone(),
+                video,
+                &*session,
+            )
             .await;
 
         let mut state = self.lock();
@@ -388,7 +393,9 @@ impl Hub {
             Ok(_) => Ok(()),
             Err(error) => {
                 warn!(user_id = %user, %error, "recording quota unknown; refusing");
-                Err(SignalingError::Internal("the recording quota cannot be checked".into()))
+                Err(SignalingError::Internal(
+                    "the recording quota cannot be checked".into(),
+                ))
             }
         }
     }
