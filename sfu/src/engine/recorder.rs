@@ -386,7 +386,7 @@ fn spawn_file_jobs(
                 None,
                 jobs.into_iter()
                     .map(|job| {
-                        let recorder = create_file(&directory, &room, &job);
+                        let recorder = create_file(&directory, &room, &job, unix_millis());
                         (job.participant, recorder)
                     })
                     .collect(),
@@ -409,20 +409,24 @@ fn spawn_file_jobs(
     });
 }
 
+fn unix_millis() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0)
+}
+
 /// One participant's file: a unique name, never an existing file.
 fn create_file(
     directory: &std::path::Path,
     room: &RoomId,
     job: &FileJob,
+    started_ms: u128,
 ) -> Result<ParticipantRecorder, String> {
     let config = RecorderConfig {
         video: job.video,
         ..RecorderConfig::default()
     };
-    let started_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis())
-        .unwrap_or(0);
     let mut last_error = String::new();
     // A clash needs the same call, user, millisecond and 32 random bits: retrying is enough.
     for _ in 0..4 {
@@ -452,4 +456,45 @@ fn file_safe(id: &str) -> String {
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Finding 20: ids that map to the same safe name, recorded in the same millisecond,
+    /// still get two files.
+    #[test]
+    fn look_alike_ids_get_distinct_files() {
+        let dir = std::env::temp_dir().join(format!(
+            "switchboard-names-{}-{:08x}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let room = RoomId::new("call.1");
+        let jobs = ["u.1", "u_1", "u/1"].map(|label| FileJob {
+            participant: ParticipantId::new(format!("call.1/{label}")),
+            stream_label: label.to_owned(),
+            video: None,
+        });
+        let recorders: Vec<ParticipantRecorder> = jobs
+            .iter()
+            // The same millisecond, as when a recording starts for everyone at once.
+            .map(|job| create_file(&dir, &room, job, 1_796_000_000_000).unwrap())
+            .collect();
+        let mut paths: Vec<PathBuf> = recorders.iter().map(|r| r.path().to_path_buf()).collect();
+        paths.sort();
+        paths.dedup();
+        assert_eq!(paths.len(), 3, "{paths:?}");
+        for path in &paths {
+            assert!(path.exists(), "{path:?}");
+            assert!(path.to_string_lossy().contains("call_1-u_1-"), "{path:?}");
+        }
+        // An existing file is never opened again.
+        let taken = ParticipantRecorder::create_new(&paths[0], RecorderConfig::default());
+        assert!(taken.is_err());
+        drop(recorders);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
