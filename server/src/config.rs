@@ -132,6 +132,9 @@ pub struct ServerConfig {
     pub metrics_addr: Option<SocketAddr>,
 
     #[command(flatten)]
+    pub recording: crate::recordings_http::RecordingFlags,
+
+    #[command(flatten)]
     pub limits: LimitFlags,
 
     #[command(subcommand)]
@@ -330,6 +333,7 @@ impl ServerConfig {
             recording_dir: test_scratch.join("recordings"),
             recording_min_free_mb: 1,
             metrics_addr: None,
+            recording: Default::default(),
             limits: LimitFlags::default(),
             command: None,
         }

@@ -32,7 +32,7 @@ use anyhow::Context;
 use axum::Router;
 use switchboard_sfu::{Sfu, SfuConfig};
 use switchboard_signaling::history::{HistoryConfig, HistoryStore, Timestamp};
-use switchboard_signaling::{RecordingConfig, Signaling, SignalingConfig};
+use switchboard_signaling::{Signaling, SignalingConfig};
 use tower_http::services::ServeDir;
 use tower_http::trace::TraceLayer;
 use tracing::{info, warn};
@@ -139,9 +139,11 @@ impl Server {
         if closed > 0 {
             warn!(calls = closed, "closed calls left open by the last run");
         }
-        let recording = RecordingConfig {
-            directory: config.recording_dir.clone(),
-        };
+        let recording = config.recording.config(&config.recording_dir);
+        config
+            .recording
+            .maintain(&history, &config.recording_dir)
+            .await?;
         let (socketio, signaling) = Signaling::with_history(
             signaling_config,
             sfu.clone(),

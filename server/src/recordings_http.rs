@@ -21,7 +21,7 @@ use axum::routing::get;
 use axum::Router;
 use switchboard_signaling::history::http::error_response;
 use switchboard_signaling::history::{HistoryStore, RecordingId, RecordingState};
-use switchboard_signaling::{TokenError, User};
+use switchboard_signaling::{RecordingConfig, TokenError, User};
 use tower_http::services::ServeFile;
 use tracing::{error, warn};
 
@@ -125,4 +125,64 @@ fn not_found() -> Response {
         "unknown_recording",
         "no such recording",
     )
+}
+
+/// Recording limits and retention (docs/security.md §4, docs/history.md), as flags.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RecordingFlags {
+    /// Calls recorded at once on this server; more is `limit_exceeded`.
+    #[arg(long, env = "SWITCHBOARD_MAX_RECORDINGS", default_value_t = RecordingConfig::DEFAULT_MAX_CONCURRENT)]
+    pub max_recordings: usize,
+
+    /// Calls one user may be recording at once; more is `limit_exceeded`.
+    #[arg(long, env = "SWITCHBOARD_MAX_RECORDINGS_PER_USER", default_value_t = RecordingConfig::DEFAULT_MAX_PER_USER)]
+    pub max_recordings_per_user: usize,
+
+    /// MiB of stored recordings one user may have started before `start_recording` is
+    /// refused with `limit_exceeded` (0: no quota).
+    #[arg(long, env = "SWITCHBOARD_RECORDING_QUOTA_MB", default_value_t = RecordingConfig::DEFAULT_QUOTA_BYTES_PER_USER / (1024 * 1024))]
+    pub recording_quota_mb: u64,
+
+    /// Recordings older than this many days are deleted (file and history row) at start and
+    /// daily (0: kept forever).
+    #[arg(long, env = "SWITCHBOARD_RECORDING_RETENTION_DAYS", default_value_t = RecordingConfig::DEFAULT_RETENTION_DAYS)]
+    pub recording_retention_days: u32,
+}
+
+impl Default for RecordingFlags {
+    fn default() -> Self {
+        let defaults = RecordingConfig::default();
+        Self {
+            max_recordings: defaults.max_concurrent,
+            max_recordings_per_user: defaults.max_per_user,
+            recording_quota_mb: defaults.quota_bytes_per_user / (1024 * 1024),
+            recording_retention_days: defaults.retention_days,
+        }
+    }
+}
+
+impl RecordingFlags {
+    /// Signaling's recording configuration for recordings written to `directory`.
+    pub fn config(&self, directory: &std::path::Path) -> RecordingConfig {
+        RecordingConfig {
+            directory: directory.to_path_buf(),
+            max_concurrent: self.max_recordings,
+            max_per_user: self.max_recordings_per_user,
+            quota_bytes_per_user: self.recording_quota_mb.saturating_mul(1024 * 1024),
+            retention_days: self.recording_retention_days,
+        }
+    }
+
+    /// Squares recordings with the history after the last run and starts retention (see
+    /// [`switchboard_signaling::history::maintain_recordings`]).
+    pub async fn maintain(
+        &self,
+        history: &HistoryStore,
+        directory: &std::path::Path,
+    ) -> anyhow::Result<()> {
+        switchboard_signaling::history::maintain_recordings(history, &self.config(directory))
+            .await
+            .map_err(|e| anyhow::anyhow!("reconciling recordings with the history: {e}"))?;
+        Ok(())
+    }
 }

@@ -314,7 +314,6 @@ async fn restart_closes_calls_a_crash_left_open() -> Result<()> {
     Ok(())
 }
 
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_real_call_is_recorded_listed_and_downloaded() -> Result<()> {
     let server = TestServer::start(ServerConfig::for_tests()).await?;
@@ -370,7 +369,7 @@ async fn a_real_call_is_recorded_listed_and_downloaded() -> Result<()> {
 
     // Both participants' files reach the history, with size and duration.
     let detail = call_until(&http, &base, &bob_token, &call, "two recordings", |c| {
-        c["recordings"].as_array().is_some_and(|r| r.len() == 2)
+        finished_recordings(c, 2)
     })
     .await?;
     let files = webm_files(&recording_dir)?;
@@ -491,7 +490,7 @@ async fn a_real_call_is_recorded_listed_and_downloaded() -> Result<()> {
     ensure!(body["reason"] == "call_ended", "{body}");
     wait_for("bob", &mut bob_ev, SIGNAL_TIMEOUT, ended(&call)).await?;
     let detail = call_until(&http, &base, &alice_token, &call, "four recordings", |c| {
-        is_ended(c) && c["recordings"].as_array().is_some_and(|r| r.len() == 4)
+        is_ended(c) && finished_recordings(c, 4)
     })
     .await?;
     ensure!(

@@ -134,6 +134,15 @@ pub enum SfuEvent {
         room: RoomId,
         reason: RecordingStopReason,
     },
+    /// A participant's recording file was created (when recording starts, or when someone
+    /// joins a recorded room): `session` is the one given to [`Sfu::start_recording`]. Comes
+    /// before the file's [`SfuEvent::RecordingFinished`].
+    RecordingFileStarted {
+        room: RoomId,
+        participant: ParticipantId,
+        session: String,
+        path: std::path::PathBuf,
+    },
     /// One participant's recording file is complete (or could not be completed).
     RecordingFinished {
         room: RoomId,
@@ -220,8 +229,13 @@ pub(crate) enum Command {
         room: RoomId,
         directory: std::path::PathBuf,
         video: bool,
+        session: String,
+        /// For the blocking file work to hand its recorders back ([`Command::RecordersReady`]).
+        back: mpsc::Sender<Command>,
         reply: Reply<Vec<std::path::PathBuf>>,
     },
+    /// Internal: recorders created off the media task (finding 16), back to it.
+    RecordersReady(crate::engine::RecordersReady),
     StopRecording {
         room: RoomId,
         reply: Reply<()>,
@@ -344,7 +358,10 @@ impl Sfu {
     }
 
     /// Starts recording every participant of a room, each to its own WebM file in
-    /// `directory` (participants joining later get theirs when they join). `video` records a
+    /// `directory` (participants joining later get theirs when they join), as recording
+    /// session `session` (reported with every file: [`SfuEvent::RecordingFileStarted`]).
+    /// Directory and file creation and the free-space check run on a blocking thread, never
+    /// on the media task. `video` records a
     /// video track too. Returns the files started. Finished files are reported as
     /// [`SfuEvent::RecordingFinished`] when recording stops, a participant leaves, the room
     /// closes or the SFU shuts down.
@@ -353,12 +370,16 @@ impl Sfu {
         room: RoomId,
         directory: impl Into<std::path::PathBuf>,
         video: bool,
+        session: impl Into<String>,
     ) -> Result<Vec<std::path::PathBuf>, SfuError> {
         let directory = directory.into();
+        let (session, back) = (session.into(), self.commands.clone());
         self.request(|reply| Command::StartRecording {
             room,
             directory,
             video,
+            session,
+            back,
             reply,
         })
         .await

@@ -363,3 +363,38 @@ pub async fn two_person_call(
     media_flows(alice, bob.user(), MediaKind::Audio, 25).await?;
     Ok(call)
 }
+
+/// Whether the call lists exactly `n` recordings, all finished (a file is listed as
+/// `recording` from the moment it starts).
+pub fn finished_recordings(call: &Value, n: usize) -> bool {
+    call["recordings"]
+        .as_array()
+        .is_some_and(|r| r.len() == n && r.iter().all(|r| r["state"] == "finished"))
+}
+
+/// `ffprobe`'s codecs of a file, and how many packets it can read (a file cut short by a
+/// crash has no Duration element, but its clusters are readable).
+pub fn probe_packets(path: &Path) -> Result<(Vec<String>, u64)> {
+    let out = std::process::Command::new("ffprobe")
+        .args(["-v", "error", "-count_packets", "-show_entries"])
+        .args(["stream=codec_name,nb_read_packets", "-of", "json"])
+        .arg(path)
+        .output()
+        .context("running ffprobe")?;
+    ensure!(
+        out.status.success(),
+        "ffprobe failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: Value = serde_json::from_slice(&out.stdout)?;
+    let streams = json["streams"].as_array().context("streams")?;
+    let codecs = streams
+        .iter()
+        .filter_map(|s| s["codec_name"].as_str().map(str::to_owned))
+        .collect();
+    let packets = streams
+        .iter()
+        .filter_map(|s| s["nb_read_packets"].as_str()?.parse::<u64>().ok())
+        .sum();
+    Ok((codecs, packets))
+}

@@ -18,6 +18,7 @@ mod membership;
 mod nack;
 mod offer_scan;
 mod recorder;
+pub(crate) use recorder::RecordersReady;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -293,10 +294,11 @@ impl Engine {
                 room,
                 directory,
                 video,
+                session,
+                back,
                 reply,
-            } => {
-                let _ = reply.send(self.start_recording(room, directory, video));
-            }
+            } => self.start_recording(room, directory, video, session, back, reply),
+            Command::RecordersReady(ready) => self.recorders_ready(ready),
             Command::StopRecording { room, reply } => {
                 let result = match self.rooms.get(&room) {
                     None => Err(SfuError::UnknownRoom(room)),

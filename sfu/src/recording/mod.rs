@@ -41,6 +41,7 @@
 //! close, and the Segment and open Cluster are written with "unknown" sizes, so a crash
 //! leaves a file that players read up to about the last cluster and reorder window.
 
+pub mod disk;
 mod ebml;
 mod track;
 mod webm;
@@ -227,9 +228,27 @@ impl ParticipantRecorder {
     /// Creates (truncating) the file at `path` and starts the writer thread. The header is
     /// written with the first frame.
     pub fn new(path: impl AsRef<Path>, config: RecorderConfig) -> Result<Self, RecordingError> {
+        Self::open(path.as_ref(), config, false)
+    }
+
+    /// Like [`ParticipantRecorder::new`], but fails if the file already exists, so two
+    /// recorders can never write one file (security review finding 20).
+    pub fn create_new(
+        path: impl AsRef<Path>,
+        config: RecorderConfig,
+    ) -> Result<Self, RecordingError> {
+        Self::open(path.as_ref(), config, true)
+    }
+
+    fn open(path: &Path, config: RecorderConfig, create_new: bool) -> Result<Self, RecordingError> {
         config.validate()?;
-        let path = path.as_ref().to_path_buf();
-        let file = File::create(&path).map_err(|source| RecordingError::Create {
+        let path = path.to_path_buf();
+        let opened = if create_new {
+            File::options().write(true).create_new(true).open(&path)
+        } else {
+            File::create(&path)
+        };
+        let file = opened.map_err(|source| RecordingError::Create {
             path: path.clone(),
             source,
         })?;

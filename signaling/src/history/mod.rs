@@ -29,9 +29,11 @@
 //!   that is not ended, so it must run once at start, before calls are accepted.
 
 pub mod http;
+mod recordings;
 mod store;
 mod types;
 
+pub use recordings::{maintain_recordings, ReconcileReport};
 pub use store::HistoryStore;
 pub use types::{
     CallRecord, CallState, Cursor, CursorError, HistoryConfig, HistoryError, ListQuery,

@@ -29,7 +29,7 @@ const PARTICIPANT_COLUMNS: &str = "call_id, user_id, display_name, role, joined_
      loss_avg_pct, loss_worst_pct, jitter_avg_ms, jitter_worst_ms, rtt_avg_ms, rtt_worst_ms, \
      mos_estimate";
 
-const RECORDING_COLUMNS: &str =
+pub(super) const RECORDING_COLUMNS: &str =
     "r.id, r.call_id, r.participant_user_id, r.path, r.bytes, r.duration_ms, r.started_by, \
      r.created_at, COALESCE(r.started_at, r.created_at - r.duration_ms) AS started_at, r.state, \
      r.session_id";
@@ -47,7 +47,10 @@ const VISIBLE_TO_ME: &str = "me.joined_at IS NOT NULL \
 /// The call history: a handle on a connection pool. Cheap to clone; clones share the pool.
 #[derive(Clone, Debug)]
 pub struct HistoryStore {
-    pool: AnyPool,
+    pub(super) pool: AnyPool,
+    /// The database URL when a second connection reaches the same database (not for an
+    /// in-memory SQLite database), for [`HistoryStore::dedicated_writer`].
+    url: Option<std::sync::Arc<str>>,
 }
 
 /// What the store knows about a call's progress, for turning "0 rows updated" into a precise
@@ -91,7 +94,26 @@ impl HistoryStore {
                 .await?;
         }
         MIGRATOR.run(&pool).await?;
-        Ok(Self { pool })
+        let url = (!in_memory).then(|| std::sync::Arc::from(url));
+        Ok(Self { pool, url })
+    }
+
+    /// A store on one connection of its own to the same database, for the history writer:
+    /// readers of the HTTP API then never hold up writes by taking every pooled connection
+    /// (finding 15). An in-memory database has no second connection: the store itself.
+    pub async fn dedicated_writer(&self) -> Result<Self, HistoryError> {
+        let Some(url) = &self.url else {
+            return Ok(self.clone());
+        };
+        let pool = AnyPoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .connect(url)
+            .await?;
+        Ok(Self {
+            pool,
+            url: Some(url.clone()),
+        })
     }
 
     /// Waits for in-flight queries and closes every connection (graceful shutdown).
@@ -143,14 +165,16 @@ impl HistoryStore {
                 ParticipantRole::Callee
             };
             sqlx::query(
-                "INSERT INTO call_participants (call_id, user_id, display_name, role, position) \
-                 VALUES ($1, $2, $3, $4, $5)",
+                "INSERT INTO call_participants \
+                     (call_id, user_id, display_name, role, position, ringing_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
             )
             .bind(call_id.as_str())
             .bind(user.id.as_str())
             .bind(user.name.as_str())
             .bind(role.as_str())
             .bind(position as i64)
+            .bind(at.as_millis())
             .execute(&mut *tx)
             .await?;
         }
@@ -189,11 +213,12 @@ impl HistoryStore {
         user: &User,
     ) -> Result<(), HistoryError> {
         let inserted = sqlx::query(
-            "INSERT INTO call_participants (call_id, user_id, display_name, role, position) \
-             SELECT $1, $2, $3, $4, COALESCE(MAX(p.position), 0) + 1 \
+            "INSERT INTO call_participants \
+                 (call_id, user_id, display_name, role, position, ringing_at) \
+             SELECT $1, $2, $3, $4, COALESCE(MAX(p.position), 0) + 1, c.ringing_at \
                FROM calls c LEFT JOIN call_participants p ON p.call_id = c.id \
               WHERE c.id = $1 AND c.ended_at IS NULL \
-              GROUP BY c.id \
+              GROUP BY c.id, c.ringing_at \
              ON CONFLICT (call_id, user_id) DO NOTHING",
         )
         .bind(call_id.as_str())
@@ -407,9 +432,12 @@ impl HistoryStore {
         }
         // Placeholders are numbered as they are added; the SQL text only depends on which
         // filters are present, never on their values.
+        // Filter, order and cursor on `me` (the viewer's participant rows, which carry
+        // their call's ringing_at): the index (user_id, ringing_at, call_id) serves them all,
+        // so a page costs its size, not the user's whole history.
         let mut sql = format!(
-            "SELECT {CALL_COLUMNS} FROM calls c \
-             JOIN call_participants me ON me.call_id = c.id AND me.user_id = $1 WHERE 1 = 1"
+            "SELECT {CALL_COLUMNS} FROM call_participants me \
+             JOIN calls c ON c.id = me.call_id WHERE me.user_id = $1"
         );
         let mut next = 2;
         if query.outcome.is_some() {
@@ -419,12 +447,12 @@ impl HistoryStore {
         if query.before.is_some() {
             let (at, id) = (next, next + 1);
             sql.push_str(&format!(
-                " AND (c.ringing_at < ${at} OR (c.ringing_at = ${at} AND c.id < ${id}))"
+                " AND (me.ringing_at < ${at} OR (me.ringing_at = ${at} AND me.call_id < ${id}))"
             ));
             next += 2;
         }
         sql.push_str(&format!(
-            " ORDER BY c.ringing_at DESC, c.id DESC LIMIT ${next}"
+            " ORDER BY me.ringing_at DESC, me.call_id DESC LIMIT ${next}"
         ));
 
         let mut select = sqlx::query(&sql).bind(user_id.as_str());
@@ -745,7 +773,7 @@ fn participant_from_row(row: &AnyRow) -> Result<ParticipantRecord, HistoryError>
     })
 }
 
-fn recording_from_row(row: &AnyRow) -> Result<Recording, HistoryError> {
+pub(super) fn recording_from_row(row: &AnyRow) -> Result<Recording, HistoryError> {
     let id = RecordingId::new(row.try_get::<String, _>("id")?);
     let unsigned = |column: &str| -> Result<u64, HistoryError> {
         let value: i64 = row.try_get(column)?;

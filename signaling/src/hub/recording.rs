@@ -24,18 +24,40 @@ use crate::call::CallState;
 use crate::payload::{self, CallRef};
 use crate::{CallId, CallKind, EndReason, SignalingError, User, UserId};
 
-/// Where recordings go.
+/// Where recordings go, and how much recording one server and one user may do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordingConfig {
     /// Directory the SFU writes WebM files into (created when missing). One file per
-    /// participant per recording: `{call_id}-{user_id}-{started_ms}.webm`.
+    /// participant per recording: `{call_id}-{user_id}-{started_ms}-{random}.webm`.
     pub directory: PathBuf,
+    /// Calls recorded at once on this server (each records up to one file per member, and a
+    /// recorder costs a thread and ~24 MB); more is `limit_exceeded`.
+    pub max_concurrent: usize,
+    /// Calls one user may be recording at once (recordings they started).
+    pub max_per_user: usize,
+    /// Bytes of recordings one user may have started and still stored (0: no quota); a new
+    /// `start_recording` beyond it is `limit_exceeded`.
+    pub quota_bytes_per_user: u64,
+    /// Recordings (files and rows) older than this many days are deleted at start and then
+    /// daily (0: kept forever).
+    pub retention_days: u32,
+}
+
+impl RecordingConfig {
+    pub const DEFAULT_MAX_CONCURRENT: usize = 20;
+    pub const DEFAULT_MAX_PER_USER: usize = 2;
+    pub const DEFAULT_QUOTA_BYTES_PER_USER: u64 = 10 * 1024 * 1024 * 1024;
+    pub const DEFAULT_RETENTION_DAYS: u32 = 90;
 }
 
 impl Default for RecordingConfig {
     fn default() -> Self {
         Self {
             directory: PathBuf::from("recordings"),
+            max_concurrent: Self::DEFAULT_MAX_CONCURRENT,
+            max_per_user: Self::DEFAULT_MAX_PER_USER,
+            quota_bytes_per_user: Self::DEFAULT_QUOTA_BYTES_PER_USER,
+            retention_days: Self::DEFAULT_RETENTION_DAYS,
         }
     }
 }
@@ -43,12 +65,12 @@ impl Default for RecordingConfig {
 /// Whether a call is being recorded.
 #[derive(Debug, Clone)]
 pub(crate) enum RecState {
-    /// `start_recording` is waiting for the SFU.
-    Starting,
+    /// `start_recording` by `by` is waiting for the SFU.
+    Starting { by: UserId },
     /// Recording; `by` started it.
     Active { by: User },
-    /// `stop_recording` is waiting for the SFU.
-    Stopping,
+    /// `stop_recording` is waiting for the SFU; `by` started the recording.
+    Stopping { by: UserId },
 }
 
 /// `recording_stopped.reason` on the wire.
@@ -146,20 +168,36 @@ impl Hub {
             if entry.recording.is_some() {
                 return Err(SignalingError::AlreadyRecording);
             }
-            entry.recording = Some(RecState::Starting);
+            self.check_recording_caps(&state, &me.user.id)?;
+            let entry = state.calls.get_mut(&call_id).expect("found above");
+            entry.recording = Some(RecState::Starting {
+                by: me.user.id.clone(),
+            });
             entry.call.kind()
         };
+        if let Err(e) = self.check_recording_quota(&me.user.id).await {
+            if let Some(entry) = self.lock().calls.get_mut(&call_id) {
+                entry.recording = None;
+            }
+            return Err(e);
+        }
 
         let room = RoomId::new(call_id.as_str());
         let video = kind == CallKind::Video;
+        // One id per run, carried by the SFU into every file of it (finding 28). Reported
+        // before the SFU can create a file, so every file finds who started its run.
+        let session = crate::history::RecordingId::random().to_string();
+        self.history
+            .recording_started(&call_id, &me.user.id, &session);
         let result = self
             .sfu
-            .start_recording(room, self.recording_config.directory.clone(), video)
+            .start_recording(
+                room,
+                self.recording_config.directory.clone(),
+                video,
+                &*session,
+            )
             .await;
-        if result.is_ok() {
-            // Before anything can finish, so finished files are attributed to `me`.
-            self.history.recording_started(&call_id, &me.user.id);
-        }
 
         let mut state = self.lock();
         let Some(entry) = state.calls.get_mut(&call_id) else {
@@ -215,7 +253,7 @@ impl Hub {
             let Some(RecState::Active { by }) = entry.recording.clone() else {
                 return Err(SignalingError::NotRecording);
             };
-            entry.recording = Some(RecState::Stopping);
+            entry.recording = Some(RecState::Stopping { by: by.id.clone() });
             by
         };
 
@@ -227,7 +265,7 @@ impl Hub {
             ok_ack(ack, json!({}));
             return Ok(());
         };
-        if !matches!(entry.recording, Some(RecState::Stopping)) {
+        if !matches!(entry.recording, Some(RecState::Stopping { .. })) {
             // The SFU stopped it on its own meanwhile (disk full) and that was announced.
             ok_ack(ack, json!({}));
             return Ok(());
@@ -260,7 +298,7 @@ impl Hub {
         call_id: &CallId,
         reason: EndReason,
     ) {
-        if let Some(RecState::Active { .. } | RecState::Stopping) = entry.recording.take() {
+        if let Some(RecState::Active { .. } | RecState::Stopping { .. }) = entry.recording.take() {
             let reason = if reason == EndReason::Shutdown {
                 StopReason::Shutdown
             } else {
@@ -295,7 +333,7 @@ impl Hub {
         };
         if !matches!(
             entry.recording,
-            Some(RecState::Active { .. } | RecState::Stopping)
+            Some(RecState::Active { .. } | RecState::Stopping { .. })
         ) {
             return;
         }
@@ -308,6 +346,79 @@ impl Hub {
             "recording_stopped",
             &stopped_body(&call_id, reason),
         );
+    }
+
+    /// `limit_exceeded` when the server, or `user`, already records as many calls as allowed
+    /// (finding 16). Counts calls whose recording is starting, running or stopping.
+    fn check_recording_caps(&self, state: &State, user: &UserId) -> Result<(), SignalingError> {
+        let config = &self.recording_config;
+        let (mut total, mut mine) = (0usize, 0usize);
+        for entry in state.calls.values() {
+            let by = match &entry.recording {
+                None => continue,
+                Some(RecState::Starting { by } | RecState::Stopping { by }) => by,
+                Some(RecState::Active { by }) => &by.id,
+            };
+            total += 1;
+            if by == user {
+                mine += 1;
+            }
+        }
+        if total >= config.max_concurrent {
+            return Err(SignalingError::LimitExceeded(format!(
+                "the server is already recording {total} calls (limit {})",
+                config.max_concurrent
+            )));
+        }
+        if mine >= config.max_per_user {
+            return Err(SignalingError::LimitExceeded(format!(
+                "you are already recording {mine} calls (limit {})",
+                config.max_per_user
+            )));
+        }
+        Ok(())
+    }
+
+    /// `limit_exceeded` when `user`'s stored recordings already reach the quota. Without a
+    /// history there is nothing to count; a history that cannot answer refuses (fail closed).
+    async fn check_recording_quota(&self, user: &UserId) -> Result<(), SignalingError> {
+        let quota = self.recording_config.quota_bytes_per_user;
+        if quota == 0 {
+            return Ok(());
+        }
+        match self.history.recorded_bytes_by(user).await {
+            Ok(Some(used)) if used >= quota => Err(SignalingError::LimitExceeded(format!(
+                "your recordings use {used} bytes (quota {quota})"
+            ))),
+            Ok(_) => Ok(()),
+            Err(error) => {
+                warn!(user_id = %user, %error, "recording quota unknown; refusing");
+                Err(SignalingError::Internal(
+                    "the recording quota cannot be checked".into(),
+                ))
+            }
+        }
+    }
+
+    /// A participant's file was created: it enters the history as `recording` at once, so a
+    /// crash cannot lose it (finding 14).
+    pub(super) fn on_recording_file_started(
+        &self,
+        room: &RoomId,
+        participant: &ParticipantId,
+        session: &str,
+        path: &std::path::Path,
+    ) {
+        let Some((call_id, user_id)) = user_of(participant) else {
+            warn!(%participant, "recording file of an unknown participant id");
+            return;
+        };
+        if call_id.as_str() != room.as_str() {
+            warn!(%participant, %room, "recording file in an unexpected room");
+            return;
+        }
+        self.history
+            .recording_file_started(&call_id, &user_id, session, path);
     }
 
     /// One participant's file is complete: it goes to the call's history.
@@ -331,7 +442,8 @@ impl Hub {
                 self.history.recording_finished(&call_id, &user_id, summary);
             }
             Err(error) => {
-                warn!(%call_id, %user_id, %error, "recording failed; not added to the history")
+                warn!(%call_id, %user_id, %error, "recording failed; kept as interrupted");
+                self.history.recording_failed(&call_id, &user_id);
             }
         }
     }

@@ -129,6 +129,12 @@ impl Hub {
             SfuEvent::RecordingStopped { room, reason } => {
                 self.on_recording_stopped(&mut state, &room, &reason);
             }
+            SfuEvent::RecordingFileStarted {
+                room,
+                participant,
+                session,
+                path,
+            } => self.on_recording_file_started(&room, &participant, &session, &path),
             SfuEvent::RecordingFinished {
                 room,
                 participant,

@@ -131,7 +131,11 @@ function historyItem(call, me) {
 
   li.append(dir, main, actions);
 
-  const recs = Array.isArray(call.recordings) ? call.recordings : [];
+  // Files still being written are listed by the server (state "recording") but not
+  // downloadable yet (409): show finished and interrupted ones.
+  const recs = (Array.isArray(call.recordings) ? call.recordings : []).filter(
+    (r) => r.state !== 'recording',
+  );
   if (recs.length) {
     const ul = element('ul', 'recordings', { testid: 'history-recordings' });
     const nameOf = (id) => (call.participants || []).find((p) => p.user_id === id)?.name || 'Unknown';
