@@ -413,3 +413,28 @@ async fn a_publish_only_member_is_never_offered_a_subscriber_connection_and_stay
         .await;
     assert_eq!(ack["ok"], true, "the call is still there: {ack}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sfu_refusals_caused_by_the_client_are_strikes_not_internal_errors() {
+    // Review finding 21: the SFU's own limit (here lower than signaling's) refused with
+    // `internal`, which gives no strike, so a client could repeat it forever.
+    let server = TestServer::start_with_sfu(
+        |c| c.limits.strikes_before_disconnect = 3,
+        |sfu| sfu.max_tracks_per_participant = 1,
+    )
+    .await;
+    let mut alice = server.user("Alice").await;
+    let mut bob = server.user("Bob").await;
+    let call_id = call(&mut alice, &mut bob).await;
+    let client = publisher(&alice.user_id, true).await;
+    let offer = client.create_offer().await.unwrap();
+    for _ in 0..3 {
+        let ack = alice
+            .request("webrtc_offer", publisher_offer(&call_id, &offer))
+            .await;
+        assert_refused(&ack, "limit_exceeded");
+    }
+    alice.emit("webrtc_offer", publisher_offer(&call_id, &offer));
+    alice.expect_closed().await;
+    alice.expect_error("too_many_violations").await;
+}
