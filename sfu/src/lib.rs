@@ -50,4 +50,10 @@ pub mod fuzzing {
     pub fn stun_local_ufrag(datagram: &[u8]) -> Option<&str> {
         crate::engine::stun_local_ufrag(datagram)
     }
+
+    /// A publisher offer applied to a real publisher connection, checked against the
+    /// negotiated-transceiver policy and differentially against rtc's own result.
+    pub fn publisher_offer(data: &[u8]) {
+        crate::engine::fuzz_publisher_offer(data)
+    }
 }

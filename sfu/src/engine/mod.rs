@@ -42,6 +42,7 @@ use crate::{
 };
 use connection::Connection;
 pub(crate) use demux::stun_local_ufrag;
+pub(crate) use offer_scan::fuzz_publisher_offer;
 use demux::Demuxer;
 use forwarder::Forwarder;
 
