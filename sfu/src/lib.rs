@@ -26,7 +26,8 @@ mod ids;
 pub mod metrics;
 
 pub use api::{
-    IceCandidate, MediaPolicy, PeerRole, RecordingStopReason, Sfu, SfuEvent, SfuEvents, SfuStats, TrackKind,
+    IceCandidate, MediaPolicy, PeerRole, RecordingStopReason, Sfu, SfuEvent, SfuEvents, SfuStats,
+    TrackKind,
 };
 pub use config::SfuConfig;
 pub use error::SfuError;

@@ -137,7 +137,9 @@ impl State {
             .get_mut(&call_id)?
             .seats
             .get_mut(&user_id)
-            .filter(|seat| seat.media_requested && seat.participant.as_ref() == Some(participant))?;
+            .filter(|seat| {
+                seat.media_requested && seat.participant.as_ref() == Some(participant)
+            })?;
         Some((call_id, user_id, seat))
     }
 

@@ -151,7 +151,12 @@ fn respell_video(sdp: &str, spell: impl Fn(&str) -> String) -> String {
     let end = sdp[start + 1..]
         .find("\r\nm=")
         .map_or(sdp.len(), |i| start + 1 + i + 2);
-    format!("{}{}{}", &sdp[..start], spell(&sdp[start..end]), &sdp[end..])
+    format!(
+        "{}{}{}",
+        &sdp[..start],
+        spell(&sdp[start..end]),
+        &sdp[end..]
+    )
 }
 
 /// The hostile ways to write "I send video" that a text scan misread (review finding 1),
@@ -238,7 +243,10 @@ async fn video_without_the_video_grant_is_refused_and_never_forwarded_by_any_spe
         let _ = bob_media.subscriber.close().await;
     }
     for (spelling, _, video) in &outcomes {
-        assert_eq!(*video, 0, "{spelling}: Bob received Alice's ungranted video");
+        assert_eq!(
+            *video, 0,
+            "{spelling}: Bob received Alice's ungranted video"
+        );
     }
     for (spelling, ack, _) in &outcomes {
         assert_refused(ack, "missing_grant");
@@ -364,7 +372,10 @@ async fn data_channels_are_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_publish_only_member_is_never_offered_a_subscriber_connection_and_stays() {
-    let _ = tracing_subscriber::fmt().with_env_filter("switchboard_sfu=debug,switchboard_signaling=debug").with_test_writer().try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("switchboard_sfu=debug,switchboard_signaling=debug")
+        .with_test_writer()
+        .try_init();
     let connect_timeout = Duration::from_secs(4);
     let server =
         TestServer::start_with_sfu(|_| {}, |sfu| sfu.connect_timeout = connect_timeout).await;
@@ -393,7 +404,11 @@ async fn a_publish_only_member_is_never_offered_a_subscriber_connection_and_stay
             stats.packets_from(&alice_id, MediaKind::Audio) >= 25
         })
         .await;
-    assert!(heard, "Bob never heard Alice: {:?}", bob_media.stats.snapshot());
+    assert!(
+        heard,
+        "Bob never heard Alice: {:?}",
+        bob_media.stats.snapshot()
+    );
     // Twice the connect timeout later, Alice is still in the call and still heard.
     let before = bob_media.stats.packets_from(&alice_id, MediaKind::Audio);
     bob_media
@@ -407,7 +422,10 @@ async fn a_publish_only_member_is_never_offered_a_subscriber_connection_and_stay
         "Alice (no subscribe grant) was offered a subscriber connection"
     );
     let after = bob_media.stats.packets_from(&alice_id, MediaKind::Audio);
-    assert!(after > before + 25, "Alice's audio stopped: {before} -> {after}");
+    assert!(
+        after > before + 25,
+        "Alice's audio stopped: {before} -> {after}"
+    );
     let ack = alice
         .request("end_call", json!({ "call_id": call_id }))
         .await;

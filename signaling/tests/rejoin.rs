@@ -17,18 +17,25 @@ async fn a_member_can_leave_be_reinvited_and_accept_at_once_repeatedly() {
     let mut alice = server.user("Alice").await;
     let mut bob = server.user("Bob").await;
     let mut carol = server.user("Carol").await;
-    for (who, id) in [(&mut alice, bob.user_id.clone()), (&mut bob, carol.user_id.clone())] {
+    for (who, id) in [
+        (&mut alice, bob.user_id.clone()),
+        (&mut bob, carol.user_id.clone()),
+    ] {
         who.expect_presence(|users| common::presence_entry(users, &id).is_some())
             .await;
     }
     let call_id = ring(&mut alice, &mut bob).await;
-    let ack = bob.request("accept_call", json!({ "call_id": call_id })).await;
+    let ack = bob
+        .request("accept_call", json!({ "call_id": call_id }))
+        .await;
     assert_eq!(ack["ok"], true, "{ack}");
 
     let (events, _) = mpsc::unbounded_channel();
     for round in 0..6 {
         if round > 0 {
-            let ack = carol.request("leave_call", json!({ "call_id": call_id })).await;
+            let ack = carol
+                .request("leave_call", json!({ "call_id": call_id }))
+                .await;
             assert_eq!(ack["ok"], true, "round {round}: {ack}");
         }
         // Re-invited and accepted while the previous join's leave may still be queued.
@@ -42,12 +49,19 @@ async fn a_member_can_leave_be_reinvited_and_accept_at_once_repeatedly() {
         carol
             .expect_where("incoming_call", |d| d["call_id"] == call_id.as_str())
             .await;
-        let ack = carol.request("accept_call", json!({ "call_id": call_id })).await;
+        let ack = carol
+            .request("accept_call", json!({ "call_id": call_id }))
+            .await;
         assert_eq!(ack["ok"], true, "round {round}: {ack}");
         // The new join has working media: its publisher offer is answered.
-        let publisher = Publisher::new(&PeerConfig::default(), &carol.user_id, false, events.clone())
-            .await
-            .unwrap();
+        let publisher = Publisher::new(
+            &PeerConfig::default(),
+            &carol.user_id,
+            false,
+            events.clone(),
+        )
+        .await
+        .unwrap();
         let sdp = publisher.create_offer().await.unwrap();
         let ack = carol
             .request(
@@ -61,6 +75,8 @@ async fn a_member_can_leave_be_reinvited_and_accept_at_once_repeatedly() {
     // Nobody was failed out along the way.
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(!carol.has_pending("error"), "Carol got an error");
-    let ack = alice.request("end_call", json!({ "call_id": call_id })).await;
+    let ack = alice
+        .request("end_call", json!({ "call_id": call_id }))
+        .await;
     assert_eq!(ack["ok"], true, "the call is still up: {ack}");
 }

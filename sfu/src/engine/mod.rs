@@ -42,9 +42,9 @@ use crate::{
 };
 use connection::Connection;
 pub(crate) use demux::stun_local_ufrag;
-pub(crate) use offer_scan::fuzz_publisher_offer;
 use demux::Demuxer;
 use forwarder::Forwarder;
+pub(crate) use offer_scan::fuzz_publisher_offer;
 
 /// A peer connection inside the engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

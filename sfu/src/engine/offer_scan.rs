@@ -163,9 +163,7 @@ pub fn fuzz_publisher_offer(data: &[u8]) {
     let Ok(mut conn) = super::Connection::new(participant, crate::PeerRole::Publisher, now) else {
         return;
     };
-    let Ok(offer) =
-        rtc::peer_connection::sdp::RTCSessionDescription::offer(text.to_owned())
-    else {
+    let Ok(offer) = rtc::peer_connection::sdp::RTCSessionDescription::offer(text.to_owned()) else {
         return;
     };
     if conn.pc.set_remote_description(now, offer).is_err() {
@@ -205,8 +203,15 @@ pub fn fuzz_publisher_offer(data: &[u8]) {
     if check_negotiated(&mut conn.pc, &read, &audio_only, 1).is_ok() {
         assert!(receiving_mids.len() <= 1);
         for mid in &receiving_mids {
-            let kinds: Vec<_> = read.iter().filter(|s| s.mid == *mid).map(|s| s.kind).collect();
-            assert!(!kinds.contains(&Some(TrackKind::Video)), "video accepted: {mid:?}");
+            let kinds: Vec<_> = read
+                .iter()
+                .filter(|s| s.mid == *mid)
+                .map(|s| s.kind)
+                .collect();
+            assert!(
+                !kinds.contains(&Some(TrackKind::Video)),
+                "video accepted: {mid:?}"
+            );
         }
     }
 }

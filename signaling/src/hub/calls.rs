@@ -255,7 +255,10 @@ impl Hub {
                 break;
             }
         }
-        let pids: Vec<_> = to_join.iter().map(|(user, pid, _)| (user.id.clone(), pid.clone())).collect();
+        let pids: Vec<_> = to_join
+            .iter()
+            .map(|(user, pid, _)| (user.id.clone(), pid.clone()))
+            .collect();
         let to_join: Vec<User> = to_join.into_iter().map(|(user, _, _)| user).collect();
 
         let mut state = self.lock();
