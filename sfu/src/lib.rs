@@ -26,7 +26,8 @@ mod ids;
 pub mod metrics;
 
 pub use api::{
-    IceCandidate, MediaPolicy, PeerRole, RecordingStopReason, Sfu, SfuEvent, SfuEvents, SfuStats, TrackKind,
+    IceCandidate, MediaPolicy, PeerRole, RecordingStopReason, Sfu, SfuEvent, SfuEvents, SfuStats,
+    TrackKind,
 };
 pub use config::SfuConfig;
 pub use error::SfuError;
@@ -49,5 +50,11 @@ pub mod fuzzing {
     /// The media demuxer's STUN USERNAME reader, run on every datagram from an unknown source.
     pub fn stun_local_ufrag(datagram: &[u8]) -> Option<&str> {
         crate::engine::stun_local_ufrag(datagram)
+    }
+
+    /// A publisher offer applied to a real publisher connection, checked against the
+    /// negotiated-transceiver policy and differentially against rtc's own result.
+    pub fn publisher_offer(data: &[u8]) {
+        crate::engine::fuzz_publisher_offer(data)
     }
 }

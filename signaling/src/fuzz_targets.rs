@@ -62,10 +62,3 @@ pub fn event_payload(data: &[u8]) {
     parse_as::<payload::MediaState>(&value, limit);
     let _ = payload::call_id_hint(&value);
 }
-
-/// An SDP's media-section summary (publish grants, tracks limit).
-pub fn sdp(data: &[u8]) {
-    let text = String::from_utf8_lossy(data);
-    let summary = crate::sdp::summarize(&text);
-    assert!(summary.sending_tracks() <= summary.sections);
-}

@@ -160,12 +160,15 @@ impl State {
     /// else are late and ignored.
     fn seat_of(&mut self, participant: &ParticipantId) -> Option<(CallId, UserId, &mut Seat)> {
         let (call_id, user_id) = recording::user_of(participant)?;
+        // The full id, generation included: reports about an earlier join are stale.
         let seat = self
             .calls
             .get_mut(&call_id)?
             .seats
             .get_mut(&user_id)
-            .filter(|seat| seat.media_requested)?;
+            .filter(|seat| {
+                seat.media_requested && seat.participant.as_ref() == Some(participant)
+            })?;
         Some((call_id, user_id, seat))
     }
 
@@ -212,6 +215,8 @@ struct Seat {
     /// What the SFU lets the member do, from the token of the socket the seat is bound to
     /// (set with `socket`; see `Hub::media_policy`).
     policy: Option<switchboard_sfu::MediaPolicy>,
+    /// The member's SFU participant (this join's id) once `sfu.join` was requested.
+    participant: Option<ParticipantId>,
 }
 
 impl Seat {
@@ -282,9 +287,13 @@ impl CallEntry {
     }
 }
 
-/// The SFU participant of `user` in `call`: unique per call and user.
+/// A new SFU participant id for `user` joining `call`: `"{call}/{user}/{n}"`, with `n` unique
+/// per join (security review finding 12), so a re-joined member is never confused with its
+/// previous incarnation (a late `leave`, a stale SFU event) and never collides with it.
 pub(crate) fn participant_id(call: &CallId, user: &UserId) -> ParticipantId {
-    ParticipantId::new(format!("{call}/{user}"))
+    static JOINS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let n = JOINS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    ParticipantId::new(format!("{call}/{user}/{n}"))
 }
 
 fn ok_ack(ack: &mut Option<AckSender>, extra: Value) {

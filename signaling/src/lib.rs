@@ -57,7 +57,6 @@ pub mod metrics;
 mod namespace;
 pub mod payload;
 pub mod presence;
-pub mod sdp;
 
 use std::sync::Arc;
 

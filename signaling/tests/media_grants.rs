@@ -151,7 +151,12 @@ fn respell_video(sdp: &str, spell: impl Fn(&str) -> String) -> String {
     let end = sdp[start + 1..]
         .find("\r\nm=")
         .map_or(sdp.len(), |i| start + 1 + i + 2);
-    format!("{}{}{}", &sdp[..start], spell(&sdp[start..end]), &sdp[end..])
+    format!(
+        "{}{}{}",
+        &sdp[..start],
+        spell(&sdp[start..end]),
+        &sdp[end..]
+    )
 }
 
 /// The hostile ways to write "I send video" that a text scan misread (review finding 1),
@@ -238,7 +243,10 @@ async fn video_without_the_video_grant_is_refused_and_never_forwarded_by_any_spe
         let _ = bob_media.subscriber.close().await;
     }
     for (spelling, _, video) in &outcomes {
-        assert_eq!(*video, 0, "{spelling}: Bob received Alice's ungranted video");
+        assert_eq!(
+            *video, 0,
+            "{spelling}: Bob received Alice's ungranted video"
+        );
     }
     for (spelling, ack, _) in &outcomes {
         assert_refused(ack, "missing_grant");
@@ -360,4 +368,91 @@ async fn data_channels_are_refused() {
     );
     let ack = offer_and_send(&mut alice, &client, &call_id, &offer).await;
     assert_eq!(ack["ok"], true, "{ack}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publish_only_member_is_never_offered_a_subscriber_connection_and_stays() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("switchboard_sfu=debug,switchboard_signaling=debug")
+        .with_test_writer()
+        .try_init();
+    let connect_timeout = Duration::from_secs(4);
+    let server =
+        TestServer::start_with_sfu(|_| {}, |sfu| sfu.connect_timeout = connect_timeout).await;
+    let publish_only = Grants {
+        subscribe: false,
+        ..Grants::full()
+    };
+    let mut alice = connect_with(&server, "Alice", publish_only).await;
+    let mut bob = server.user("Bob").await;
+    let call_id = call(&mut alice, &mut bob).await;
+    let bob_media = Receiver::new().await;
+
+    // Both publish: Bob's track is something Alice could have been offered.
+    let bob_sends = publisher(&bob.user_id, false).await;
+    let bob_offer = bob_sends.create_offer().await.unwrap();
+    let ack = offer_and_send(&mut bob, &bob_sends, &call_id, &bob_offer).await;
+    assert_eq!(ack["ok"], true, "{ack}");
+    let alice_sends = publisher(&alice.user_id, true).await;
+    let alice_offer = alice_sends.create_offer().await.unwrap();
+    let ack = offer_and_send(&mut alice, &alice_sends, &call_id, &alice_offer).await;
+    assert_eq!(ack["ok"], true, "{ack}");
+
+    let alice_id = alice.user_id.clone();
+    let heard = bob_media
+        .serve_until(&mut bob, &call_id, MEDIA_DEADLINE, |stats| {
+            stats.packets_from(&alice_id, MediaKind::Audio) >= 25
+        })
+        .await;
+    assert!(
+        heard,
+        "Bob never heard Alice: {:?}",
+        bob_media.stats.snapshot()
+    );
+    // Twice the connect timeout later, Alice is still in the call and still heard.
+    let before = bob_media.stats.packets_from(&alice_id, MediaKind::Audio);
+    bob_media
+        .serve_until(&mut bob, &call_id, connect_timeout * 2, |_| false)
+        .await;
+    assert!(!alice.has_pending("call_ended"), "Alice's call ended");
+    assert!(!bob.has_pending("call_ended"), "Bob's call ended");
+    assert!(!bob.has_pending("participant_left"), "Alice was removed");
+    assert!(
+        !alice.has_pending("webrtc_offer"),
+        "Alice (no subscribe grant) was offered a subscriber connection"
+    );
+    let after = bob_media.stats.packets_from(&alice_id, MediaKind::Audio);
+    assert!(
+        after > before + 25,
+        "Alice's audio stopped: {before} -> {after}"
+    );
+    let ack = alice
+        .request("end_call", json!({ "call_id": call_id }))
+        .await;
+    assert_eq!(ack["ok"], true, "the call is still there: {ack}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sfu_refusals_caused_by_the_client_are_strikes_not_internal_errors() {
+    // Review finding 21: the SFU's own limit (here lower than signaling's) refused with
+    // `internal`, which gives no strike, so a client could repeat it forever.
+    let server = TestServer::start_with_sfu(
+        |c| c.limits.strikes_before_disconnect = 3,
+        |sfu| sfu.max_tracks_per_participant = 1,
+    )
+    .await;
+    let mut alice = server.user("Alice").await;
+    let mut bob = server.user("Bob").await;
+    let call_id = call(&mut alice, &mut bob).await;
+    let client = publisher(&alice.user_id, true).await;
+    let offer = client.create_offer().await.unwrap();
+    for _ in 0..3 {
+        let ack = alice
+            .request("webrtc_offer", publisher_offer(&call_id, &offer))
+            .await;
+        assert_refused(&ack, "limit_exceeded");
+    }
+    alice.emit("webrtc_offer", publisher_offer(&call_id, &offer));
+    alice.expect_closed().await;
+    alice.expect_error("too_many_violations").await;
 }

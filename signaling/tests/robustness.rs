@@ -129,6 +129,7 @@ fn event_payload_parsing_never_panics() {
 }
 
 #[test]
-fn sdp_summary_never_panics() {
-    inputs(3).for_each(|input| fuzz_targets::sdp(&input));
+fn publisher_offers_never_panic_and_match_rtc() {
+    // The SFU's negotiated-transceiver check (the fuzz target `publisher_offer`).
+    inputs(3).for_each(|input| switchboard_sfu::fuzzing::publisher_offer(&input));
 }

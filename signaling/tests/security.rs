@@ -117,15 +117,24 @@ async fn publish_and_subscribe_grants_are_checked_on_sdp() {
     // A real webrtc-rs offer (the SFU judges what it negotiates; every hostile spelling and
     // the media that must not flow are in media_grants.rs).
     let (events, _) = tokio::sync::mpsc::unbounded_channel();
-    let client = loadtest::Publisher::new(&loadtest::PeerConfig::default(), &alice.user_id, true, events)
-        .await
-        .unwrap();
+    let client = loadtest::Publisher::new(
+        &loadtest::PeerConfig::default(),
+        &alice.user_id,
+        true,
+        events,
+    )
+    .await
+    .unwrap();
     let real = client.create_offer().await.unwrap();
-    let ack = alice.request("webrtc_offer", offer(&call_id, real.clone())).await;
+    let ack = alice
+        .request("webrtc_offer", offer(&call_id, real.clone()))
+        .await;
     assert_refused(&ack, "missing_grant");
     assert!(ack["error"]["message"].as_str().unwrap().contains("video"));
     // A receive-only video section is fine: it publishes nothing.
-    let audio_only = real.replacen("a=sendrecv", "a=recvonly", 2).replacen("a=recvonly", "a=sendrecv", 1);
+    let audio_only =
+        real.replacen("a=sendrecv", "a=recvonly", 2)
+            .replacen("a=recvonly", "a=sendrecv", 1);
     let ack = alice
         .request("webrtc_offer", offer(&call_id, audio_only))
         .await;

@@ -199,7 +199,11 @@ impl Engine {
             if rolled_back {
                 return;
             }
-            self.fail_participant(now, &participant, "a refused offer could not be rolled back");
+            self.fail_participant(
+                now,
+                &participant,
+                "a refused offer could not be rolled back",
+            );
             return;
         }
         match Connection::new(participant.clone(), PeerRole::Publisher, now) {

@@ -49,6 +49,7 @@ use media_socket::bind_media_socket;
 pub(crate) use demux::stun_local_ufrag;
 use demux::{Demuxer, Route};
 use forwarder::Forwarder;
+pub(crate) use offer_scan::fuzz_publisher_offer;
 
 /// A peer connection inside the engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -145,6 +145,77 @@ pub fn parse(sdp: &str) -> Result<SessionDescription, SfuError> {
         .map_err(|error| SfuError::InvalidSdp(error.to_string()))
 }
 
+/// The fuzz target `publisher_offer`: applies arbitrary bytes as a publisher offer to a real
+/// publisher connection, then checks (differentially) that our reading of the sections
+/// matches what rtc did with them, and that an accepted offer never receives an ungranted kind
+/// or more than the limit.
+pub fn fuzz_publisher_offer(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Ok(parsed) = parse(text) else {
+        return;
+    };
+    let read = sections(&parsed);
+    assert_eq!(read.len(), parsed.media_descriptions.len());
+    let now = std::time::Instant::now();
+    let participant = crate::ParticipantId::new("fuzz");
+    let Ok(mut conn) = super::Connection::new(participant, crate::PeerRole::Publisher, now) else {
+        return;
+    };
+    let Ok(offer) = rtc::peer_connection::sdp::RTCSessionDescription::offer(text.to_owned()) else {
+        return;
+    };
+    if conn.pc.set_remote_description(now, offer).is_err() {
+        return;
+    }
+    // Differential: every section we read as sending (with a mid) got a receiving
+    // transceiver from rtc, and every receiving transceiver's mid is a section we read.
+    let mut receiving_mids = Vec::new();
+    let ids: Vec<_> = conn.pc.get_transceivers().collect();
+    for id in ids {
+        if let Some(t) = conn.pc.rtp_transceiver(id) {
+            if t.direction().has_recv() {
+                receiving_mids.push(t.mid().clone());
+            }
+        }
+    }
+    for section in read.iter().filter(|s| s.sends() && !s.application) {
+        if read.iter().filter(|s| s.mid == section.mid).count() == 1 {
+            assert!(
+                receiving_mids.contains(&section.mid),
+                "rtc does not receive a section we read as sending: {section:?}"
+            );
+        }
+    }
+    for mid in &receiving_mids {
+        assert!(
+            read.iter().any(|s| s.mid == *mid && s.kind.is_some()),
+            "rtc receives on mid {mid:?}, which we did not read as audio/video"
+        );
+    }
+    let audio_only = MediaPolicy {
+        publish_audio: true,
+        publish_video: false,
+        subscribe: true,
+        max_tracks: 1,
+    };
+    if check_negotiated(&mut conn.pc, &read, &audio_only, 1).is_ok() {
+        assert!(receiving_mids.len() <= 1);
+        for mid in &receiving_mids {
+            let kinds: Vec<_> = read
+                .iter()
+                .filter(|s| s.mid == *mid)
+                .map(|s| s.kind)
+                .collect();
+            assert!(
+                !kinds.contains(&Some(TrackKind::Video)),
+                "video accepted: {mid:?}"
+            );
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -194,6 +265,18 @@ mod tests {
         let s = read("m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:0\r\na=sendonly\r\n");
         assert_eq!(sending_track_ids(&s), None);
         assert_eq!(sending_track_ids(&[]), Some(vec![]));
+    }
+
+    #[test]
+    fn the_fuzz_entry_accepts_hostile_and_honest_offers() {
+        let fingerprint = "a=fingerprint:sha-256 00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF\r\n";
+        let body = format!(
+            "a=ice-ufrag:abcd\r\na=ice-pwd:aaaaaaaaaaaaaaaaaaaaaaaa\r\n{fingerprint}a=setup:actpass\r\n\
+             m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\na=sendonly\r\na=rtpmap:111 opus/48000/2\r\n\
+             m=video\t0\tUDP/TLS/RTP/SAVPF\t96\r\na=mid:1\r\na=bundle-only\r\na=sendonly\r\na=inactive\r\na=rtpmap:96 VP8/90000\r\n"
+        );
+        fuzz_publisher_offer(offer(&body).as_bytes());
+        fuzz_publisher_offer(b"v=0\r\n");
     }
 
     #[test]

@@ -340,9 +340,21 @@ pub async fn next_event<T>(
 /// `video`, one VP8 track in stream `stream`; the client is returned so it can take the answer.
 pub async fn real_offer(stream: &str, video: bool) -> (Client, String) {
     let publisher = client().await;
-    let mut tracks = vec![local_track(stream, RtpCodecKind::Audio, MIME_TYPE_OPUS, 48_000, 2)];
+    let mut tracks = vec![local_track(
+        stream,
+        RtpCodecKind::Audio,
+        MIME_TYPE_OPUS,
+        48_000,
+        2,
+    )];
     if video {
-        tracks.push(local_track(stream, RtpCodecKind::Video, MIME_TYPE_VP8, 90_000, 0));
+        tracks.push(local_track(
+            stream,
+            RtpCodecKind::Video,
+            MIME_TYPE_VP8,
+            90_000,
+            0,
+        ));
     }
     for track in tracks {
         publisher

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 use socketioxide::extract::AckSender;
-use switchboard_sfu::RoomId;
+use switchboard_sfu::{ParticipantId, RoomId};
 use tracing::{debug, info, warn};
 
 use super::{
@@ -226,11 +226,13 @@ impl Hub {
                 .into_iter()
                 .map(|user| {
                     let seat = entry.seats.get_mut(&user.id);
+                    let pid = participant_id(&call_id, &user.id);
                     let policy = seat.map_or(Hub::NO_MEDIA, |seat| {
                         seat.media_requested = true;
+                        seat.participant = Some(pid.clone());
                         seat.policy.unwrap_or(Hub::NO_MEDIA)
                     });
-                    (user, policy)
+                    (user, pid, policy)
                 })
                 .collect();
             (first, to_join)
@@ -240,11 +242,10 @@ impl Hub {
         // Joined before anyone hears `call_accepted`, so their first offer finds them.
         let room = RoomId::new(call_id.as_str());
         let mut joined = Ok(());
-        for (user, policy) in &to_join {
-            let pid = participant_id(&call_id, &user.id);
+        for (user, pid, policy) in &to_join {
             if let Err(e) = self
                 .sfu
-                .join_with_policy(room.clone(), pid, user.id.as_str(), *policy)
+                .join_with_policy(room.clone(), pid.clone(), user.id.as_str(), *policy)
                 .await
             {
                 warn!(%call_id, user_id = %user.id, error = %e, "SFU join failed");
@@ -252,7 +253,11 @@ impl Hub {
                 break;
             }
         }
-        let to_join: Vec<User> = to_join.into_iter().map(|(user, _)| user).collect();
+        let pids: Vec<_> = to_join
+            .iter()
+            .map(|(user, pid, _)| (user.id.clone(), pid.clone()))
+            .collect();
+        let to_join: Vec<User> = to_join.into_iter().map(|(user, _, _)| user).collect();
 
         let mut state = self.lock();
         // Those who went (or whose call ended) while we were joining were asked to leave the
@@ -269,7 +274,11 @@ impl Hub {
             .map(|user| user.id.clone())
             .collect();
         if !gone.is_empty() {
-            self.spawn_leave(&call_id, gone.iter());
+            self.spawn_leave(
+                pids.iter()
+                    .filter(|(user, _)| gone.contains(user))
+                    .map(|(_, pid)| pid.clone()),
+            );
         }
         let Some(entry) = state.calls.get_mut(&call_id) else {
             return Err(SignalingError::UnknownCall);
@@ -453,7 +462,7 @@ impl Hub {
                 }
                 if seat.media_requested {
                     self.history.left(call_id, &user.id);
-                    self.spawn_leave(call_id, [&user.id]);
+                    self.spawn_leave(seat.participant.take());
                 }
                 debug!(%call_id, user_id = %user.id, reason = reason.as_str(), "member removed");
                 // The leaver's view of the call ends; a ringing invitee rang on every socket.
@@ -504,7 +513,7 @@ impl Hub {
                 None => targets.extend(state.sockets_of(user_id)),
             }
             if seat.media_requested {
-                to_leave.push(user_id.clone());
+                to_leave.extend(seat.participant.clone());
             }
         }
         info!(%call_id, reason = reason.as_str(), by = by.map(|u| u.id.as_str()), "call ended");
@@ -526,20 +535,14 @@ impl Hub {
         }
         state.send(targets, "call_ended", &ended);
         if !to_leave.is_empty() {
-            self.spawn_leave(call_id, to_leave.iter());
+            self.spawn_leave(to_leave);
         }
     }
 
-    /// Frees the SFU participants of `users` in `call_id`, in the background.
-    pub(super) fn spawn_leave<'a>(
-        &self,
-        call_id: &CallId,
-        users: impl IntoIterator<Item = &'a UserId>,
-    ) {
-        let pids: Vec<_> = users
-            .into_iter()
-            .map(|user| participant_id(call_id, user))
-            .collect();
+    /// Frees SFU participants in the background. Each id names one join, so a late leave
+    /// never removes the member's next join.
+    pub(super) fn spawn_leave(&self, pids: impl IntoIterator<Item = ParticipantId>) {
+        let pids: Vec<_> = pids.into_iter().collect();
         let sfu = self.sfu.clone();
         tokio::spawn(async move {
             for pid in pids {
@@ -554,32 +557,28 @@ impl Hub {
     /// Ends every call with `shutdown`, refuses new ones, and waits until the SFU has freed
     /// the participants.
     pub async fn shutdown(&self) {
-        let to_leave: Vec<(CallId, Vec<UserId>)> = {
+        let to_leave: Vec<ParticipantId> = {
             let mut state = self.lock();
             state.shutting_down = true;
             let ids: Vec<CallId> = state.calls.keys().cloned().collect();
             let mut to_leave = Vec::new();
             for call_id in ids {
                 let entry = state.calls.get_mut(&call_id).expect("listed above");
-                let mut users = Vec::new();
-                for (user_id, seat) in &mut entry.seats {
+                for seat in entry.seats.values_mut() {
                     if seat.media_requested {
-                        users.push(user_id.clone());
+                        to_leave.extend(seat.participant.take());
                         // Freed below, synchronously, instead of by finish_call's spawned task.
                         seat.media_requested = false;
                     }
                 }
-                to_leave.push((call_id.clone(), users));
                 if let Ok(reason) = entry.call.terminate(EndReason::Shutdown) {
                     self.finish_call(&mut state, &call_id, reason, None);
                 }
             }
             to_leave
         };
-        for (call_id, users) in to_leave {
-            for user in users {
-                let _ = self.sfu.leave(participant_id(&call_id, &user)).await;
-            }
+        for pid in to_leave {
+            let _ = self.sfu.leave(pid).await;
         }
     }
 }

@@ -11,7 +11,7 @@ use socketioxide::extract::AckSender;
 use switchboard_sfu::{MediaPolicy, ParticipantId, PeerRole, SfuError};
 use tracing::{debug, warn};
 
-use super::{ok_ack, participant_id, Hub, Me, Seat};
+use super::{ok_ack, Hub, Me, Seat};
 use crate::identity::PublishSource;
 use crate::payload::{
     self, MediaState, TrackSource, WebrtcAnswer, WebrtcIceCandidate, WebrtcOffer,
@@ -37,8 +37,11 @@ impl Hub {
             .ok_or_else(|| {
                 SignalingError::InvalidState("the call's media is still being set up".into())
             })?;
+        let participant = seat.participant.clone().ok_or_else(|| {
+            SignalingError::InvalidState("the call's media is still being set up".into())
+        })?;
         with_seat(seat)?;
-        Ok(participant_id(call_id, &me.user.id))
+        Ok(participant)
     }
 
     fn check_sdp_size(&self, sdp: &str) -> Result<(), SignalingError> {

@@ -95,7 +95,9 @@ impl StopReason {
 
 /// The user of an SFU participant id (`"{call_id}/{user_id}"`, see `participant_id`).
 pub(crate) fn user_of(participant: &ParticipantId) -> Option<(CallId, UserId)> {
-    let (call, user) = participant.as_str().split_once('/')?;
+    // `"{call}/{user}/{join}"` (see `participant_id`).
+    let (call, rest) = participant.as_str().split_once('/')?;
+    let (user, _join) = rest.rsplit_once('/')?;
     Some((CallId::new(call), UserId::new(user)))
 }
 
@@ -457,6 +459,9 @@ mod tests {
     fn participant_ids_name_call_and_user() {
         let pid = super::super::participant_id(&CallId::new("c1"), &UserId::new("u1"));
         assert_eq!(user_of(&pid), Some((CallId::new("c1"), UserId::new("u1"))));
+        // A user id with a slash still parses (the join number is after the last one).
+        let pid = ParticipantId::new("c1/a/b/7");
+        assert_eq!(user_of(&pid), Some((CallId::new("c1"), UserId::new("a/b"))));
         assert_eq!(user_of(&ParticipantId::new("nope")), None);
     }
 }

@@ -56,7 +56,8 @@ impl Hub {
                 ..
             } => {
                 debug!(%participant, ?kind, %client_track_id, "publication added");
-                let Some((call_id, user_id)) = user_of(&participant) else {
+                // Only the member's current join (a stale report is followed by its removal).
+                let Some((call_id, user_id, _)) = state.seat_of(&participant) else {
                     return;
                 };
                 let Some(entry) = state.calls.get_mut(&call_id) else {
@@ -124,7 +125,9 @@ impl Hub {
                 }
             }
             SfuEvent::ActiveSpeaker { participant, .. } => {
-                self.relay_to_call(&state, &participant, "active_speaker", json!({}))
+                if state.seat_of(&participant).is_some() {
+                    self.relay_to_call(&state, &participant, "active_speaker", json!({}))
+                }
             }
             SfuEvent::RecordingStopped { room, reason } => {
                 self.on_recording_stopped(&mut state, &room, &reason);

@@ -1,0 +1,82 @@
+//! Leave, re-invite, accept at once (security review finding 12): each join is its own SFU
+//! participant (`"{call}/{user}/{n}"`), so the late `leave` of the previous join and its stale
+//! SFU reports never touch the new one, and the new join never collides with the old.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{ring, TestServer};
+use loadtest::{PeerConfig, Publisher};
+use serde_json::json;
+use tokio::sync::mpsc;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_can_leave_be_reinvited_and_accept_at_once_repeatedly() {
+    let server = TestServer::start().await;
+    let mut alice = server.user("Alice").await;
+    let mut bob = server.user("Bob").await;
+    let mut carol = server.user("Carol").await;
+    for (who, id) in [
+        (&mut alice, bob.user_id.clone()),
+        (&mut bob, carol.user_id.clone()),
+    ] {
+        who.expect_presence(|users| common::presence_entry(users, &id).is_some())
+            .await;
+    }
+    let call_id = ring(&mut alice, &mut bob).await;
+    let ack = bob
+        .request("accept_call", json!({ "call_id": call_id }))
+        .await;
+    assert_eq!(ack["ok"], true, "{ack}");
+
+    let (events, _) = mpsc::unbounded_channel();
+    for round in 0..6 {
+        if round > 0 {
+            let ack = carol
+                .request("leave_call", json!({ "call_id": call_id }))
+                .await;
+            assert_eq!(ack["ok"], true, "round {round}: {ack}");
+        }
+        // Re-invited and accepted while the previous join's leave may still be queued.
+        let ack = alice
+            .request(
+                "invite_participant",
+                json!({ "call_id": call_id, "user_id": carol.user_id }),
+            )
+            .await;
+        assert_eq!(ack["ok"], true, "round {round}: {ack}");
+        carol
+            .expect_where("incoming_call", |d| d["call_id"] == call_id.as_str())
+            .await;
+        let ack = carol
+            .request("accept_call", json!({ "call_id": call_id }))
+            .await;
+        assert_eq!(ack["ok"], true, "round {round}: {ack}");
+        // The new join has working media: its publisher offer is answered.
+        let publisher = Publisher::new(
+            &PeerConfig::default(),
+            &carol.user_id,
+            false,
+            events.clone(),
+        )
+        .await
+        .unwrap();
+        let sdp = publisher.create_offer().await.unwrap();
+        let ack = carol
+            .request(
+                "webrtc_offer",
+                json!({ "call_id": call_id, "target": "publisher", "sdp": sdp }),
+            )
+            .await;
+        assert_eq!(ack["ok"], true, "round {round}: {ack}");
+        let _ = publisher.close().await;
+    }
+    // Nobody was failed out along the way.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!carol.has_pending("error"), "Carol got an error");
+    let ack = alice
+        .request("end_call", json!({ "call_id": call_id }))
+        .await;
+    assert_eq!(ack["ok"], true, "the call is still up: {ack}");
+}
