@@ -448,6 +448,28 @@ impl Publisher {
         }
     }
 
+    /// The local track of `kind`, for tests that write their own (e.g. hostile) RTP on it
+    /// next to or instead of [`Publisher::start_media`].
+    pub fn track(&self, kind: MediaKind) -> Option<Arc<TrackLocalStaticRTP>> {
+        self.tracks
+            .iter()
+            .find(|(k, _, _)| *k == kind)
+            .map(|(_, track, _)| Arc::clone(track))
+    }
+
+    /// Stops the synthetic senders started by [`Publisher::start_media`]; the connection
+    /// stays up (a test then writes its own RTP on [`Publisher::track`]).
+    pub fn stop_media(&self) {
+        for pump in self
+            .pumps
+            .lock()
+            .expect("pump list lock poisoned")
+            .drain(..)
+        {
+            pump.abort();
+        }
+    }
+
     /// What has been sent so far.
     pub fn stats(&self) -> &Arc<SendStats> {
         &self.stats
