@@ -383,6 +383,11 @@ impl Hub {
         }
     }
 
+    /// Whether `user` is in a call (ringing or joined).
+    pub fn in_call(&self, user: &UserId) -> bool {
+        self.lock().user_calls.contains_key(user)
+    }
+
     // ---- connection lifecycle ----
 
     /// Whether one more socket of `user` from `ip` fits the limits. Checked at connect (for a

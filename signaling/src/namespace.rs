@@ -8,6 +8,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::ConnectInfo;
 
@@ -18,7 +19,7 @@ use socketioxide::SocketIo;
 use tracing::{debug, warn};
 
 use crate::hub::{Hub, Me};
-use crate::identity::{Identity, TokenError};
+use crate::identity::{unix_now, Identity, TokenError};
 use crate::limits::{Session, SocketGuard};
 use crate::payload::call_id_hint;
 use crate::SignalingError;
@@ -141,6 +142,12 @@ async fn on_connect(socket: SocketRef, State(hub): State<Arc<Hub>>) {
         guard: Arc::new(SocketGuard::new(&hub.config.limits)),
         shared: Arc::clone(&hub.shared_limits),
     });
+    let expiry = tokio::spawn(disconnect_at_expiry(
+        socket.clone(),
+        Arc::clone(&hub),
+        me.identity.expires_at,
+    ));
+    socket.extensions.insert(ExpiryTimer(expiry.abort_handle()));
     socket.on_disconnect(on_disconnect);
     if !socket.connected() {
         // Closed before the disconnect handler was in place: unregister here (idempotent).
@@ -162,7 +169,39 @@ async fn on_connect(socket: SocketRef, State(hub): State<Arc<Hub>>) {
     socket.on_fallback(on_unknown_event);
 }
 
+/// The task that disconnects a socket when its token expires.
+#[derive(Clone)]
+struct ExpiryTimer(tokio::task::AbortHandle);
+
+/// How often an expired socket still in a call is looked at again.
+const EXPIRED_RECHECK: Duration = Duration::from_secs(1);
+
+/// Disconnects the socket at its token's `exp` (after telling it `expired_token`), or as
+/// soon after as its user is in no call: an expired token must not keep receiving presence
+/// and invitations forever, but a running call is not cut.
+async fn disconnect_at_expiry(socket: SocketRef, hub: Arc<Hub>, expires_at: u64) {
+    let now = unix_now();
+    if expires_at > now {
+        tokio::time::sleep(Duration::from_secs(expires_at - now)).await;
+    }
+    let Some(session) = socket.extensions.get::<Session>() else {
+        return;
+    };
+    while socket.connected() {
+        if !hub.in_call(&session.identity.user.id) {
+            debug!(sid = %socket.id, user_id = %session.identity.user.id, "token expired: disconnecting");
+            let _ = socket.emit("error", &SignalingError::ExpiredToken.event("", None));
+            let _ = socket.clone().disconnect();
+            return;
+        }
+        tokio::time::sleep(EXPIRED_RECHECK).await;
+    }
+}
+
 async fn on_disconnect(socket: SocketRef, State(hub): State<Arc<Hub>>) {
+    if let Some(ExpiryTimer(timer)) = socket.extensions.get::<ExpiryTimer>() {
+        timer.abort();
+    }
     if let Some(session) = socket.extensions.get::<Session>() {
         hub.disconnect(&me_of(socket, &session));
     }
