@@ -212,6 +212,8 @@ impl LimitFlags {
             user_connect_burst: self.user_connect_burst,
             ip_connects_per_sec: self.ip_connects_per_sec,
             ip_connect_burst: self.ip_connect_burst,
+            // Ring throttles: signaling's defaults (docs/security.md §4).
+            ..switchboard_signaling::Limits::default()
         }
     }
 }

@@ -109,6 +109,12 @@ pub struct Limits {
     pub ip_connects_per_sec: u32,
     /// Connections one client address may open in a burst.
     pub ip_connect_burst: u32,
+    /// Times one caller may ring the same person per minute (token bucket refill rate).
+    pub rings_per_callee_per_min: u32,
+    /// Rings of the same person one caller may place in a burst.
+    pub ring_burst_per_callee: u32,
+    /// After someone declines a call, how long its caller may not ring them again.
+    pub decline_cooldown: Duration,
 }
 
 impl Default for Limits {
@@ -130,6 +136,9 @@ impl Default for Limits {
             user_connect_burst: 10,
             ip_connects_per_sec: 20,
             ip_connect_burst: 200,
+            rings_per_callee_per_min: 6,
+            ring_burst_per_callee: 3,
+            decline_cooldown: Duration::from_secs(30),
         }
     }
 }
@@ -160,6 +169,11 @@ impl Limits {
             ("user_connect_burst", self.user_connect_burst as usize),
             ("ip_connects_per_sec", self.ip_connects_per_sec as usize),
             ("ip_connect_burst", self.ip_connect_burst as usize),
+            (
+                "rings_per_callee_per_min",
+                self.rings_per_callee_per_min as usize,
+            ),
+            ("ring_burst_per_callee", self.ring_burst_per_callee as usize),
         ];
         for (name, value) in positive {
             if value == 0 {
