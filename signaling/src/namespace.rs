@@ -43,11 +43,26 @@ struct Admitted {
     ip: Option<IpAddr>,
 }
 
-/// The client's IP: the TCP peer (when the server was started with connect info), or with
-/// `trust_forwarded_for` the last `X-Forwarded-For` entry, which the reverse proxy appended.
-fn client_ip(socket: &SocketRef, trust_forwarded_for: bool) -> Option<IpAddr> {
+/// The client's address as limits count it: the TCP peer (when the server was started with
+/// connect info), or the last `X-Forwarded-For` entry (which the reverse proxy appended) when
+/// the peer is a trusted proxy ([`SignalingConfig::trusted_proxies`], or any peer with only
+/// `trust_forwarded_for`). IPv6 addresses are cut to their `ipv6_prefix_len` prefix: one
+/// subscriber's /64 holds 2^64 addresses.
+fn client_ip(socket: &SocketRef, config: &crate::SignalingConfig) -> Option<IpAddr> {
     let parts = socket.req_parts();
-    if trust_forwarded_for {
+    let peer = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip());
+    let believe_forwarded = if config.trusted_proxies.is_empty() {
+        config.trust_forwarded_for
+    } else {
+        peer.is_some_and(|peer| {
+            let peer = peer.to_canonical();
+            config.trusted_proxies.iter().any(|net| net.contains(&peer))
+        })
+    };
+    let ip = if believe_forwarded {
         let forwarded = parts
             .headers
             .get_all("x-forwarded-for")
@@ -56,14 +71,16 @@ fn client_ip(socket: &SocketRef, trust_forwarded_for: bool) -> Option<IpAddr> {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.rsplit(',').next())
             .and_then(|ip| ip.trim().parse::<IpAddr>().ok());
-        if forwarded.is_some() {
-            return forwarded;
-        }
-    }
-    parts
-        .extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(addr)| addr.ip())
+        forwarded.or(peer)
+    } else {
+        peer
+    };
+    ip.map(|ip| match ip.to_canonical() {
+        IpAddr::V6(v6) => ipnet::Ipv6Net::new(v6, config.ipv6_prefix_len)
+            .map(|net| IpAddr::V6(net.trunc().addr()))
+            .unwrap_or(IpAddr::V6(v6)),
+        v4 => v4,
+    })
 }
 
 pub(crate) fn register(io: &SocketIo) {
@@ -82,7 +99,7 @@ async fn authenticate(
         Some(_) => return Err(ConnectRefused(TokenError::Invalid.code())),
     };
     // The address first: refusing a flood costs no token verification.
-    let ip = client_ip(&socket, hub.config.trust_forwarded_for);
+    let ip = client_ip(&socket, &hub.config);
     if let Some(ip) = ip {
         if !hub.shared_limits.admit_connect_from(ip) {
             debug!(sid = %socket.id, %ip, "connection refused: address over its connect rate");

@@ -23,7 +23,9 @@ async fn a_declined_caller_cannot_ring_again_at_once() {
     let mut bob = server.user("Bob").await;
     let mut carol = server.user("Carol").await;
     let call_id = ring(&mut alice, &mut bob).await;
-    let ack = bob.request("reject_call", json!({ "call_id": call_id })).await;
+    let ack = bob
+        .request("reject_call", json!({ "call_id": call_id }))
+        .await;
     assert_eq!(ack["ok"], true, "{ack}");
     alice.expect("call_rejected").await;
     let again = call(&mut alice, &bob).await;
@@ -47,7 +49,9 @@ async fn ringing_the_same_person_over_and_over_is_limited() {
         let call_id = ack["call_id"].as_str().unwrap().to_owned();
         bob.expect_where("incoming_call", |d| d["call_id"] == call_id.as_str())
             .await;
-        let end = alice.request("end_call", json!({ "call_id": call_id })).await;
+        let end = alice
+            .request("end_call", json!({ "call_id": call_id }))
+            .await;
         assert_eq!(end["ok"], true, "{end}");
     }
     let (i, ack) = refused.expect("ringing was limited");

@@ -57,7 +57,9 @@ async fn a_call_in_progress_is_not_cut_by_expiry_but_the_socket_goes_after_it() 
     tokio::time::sleep(Duration::from_secs(4)).await;
     assert!(!alice.has_pending("call_ended"), "the call went on");
     assert!(!bob.has_pending("call_ended"), "the call went on");
-    let ack = bob.request("end_call", json!({ "call_id": &call_id })).await;
+    let ack = bob
+        .request("end_call", json!({ "call_id": &call_id }))
+        .await;
     assert_eq!(ack["ok"], true, "{ack}");
     alice.expect_closed().await;
 }

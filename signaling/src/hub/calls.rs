@@ -13,9 +13,7 @@ use socketioxide::extract::AckSender;
 use switchboard_sfu::RoomId;
 use tracing::{debug, info, warn};
 
-use super::{
-    emit, ok_ack, participant_id, user_json, CallEntry, Hub, Me, Seat, State,
-};
+use super::{emit, ok_ack, participant_id, user_json, CallEntry, Hub, Me, Seat, State};
 use crate::call::{Attendance, Call, CallRules, Departure, EndReason, HangupReason};
 use crate::payload::{self, CallRef, EndCall, InitiateCall, InviteParticipant};
 use crate::{CallId, SignalingError, User, UserId};
@@ -124,7 +122,10 @@ impl Hub {
         if let Some(ringing_for) = state.user_calls.get(&me.user.id).cloned() {
             // Only ringing: placing a call declines the ring (a caller cannot keep someone
             // "busy" by ringing them); joined members stay busy.
-            let entry = state.calls.get_mut(&ringing_for).expect("user_calls names live calls");
+            let entry = state
+                .calls
+                .get_mut(&ringing_for)
+                .expect("user_calls names live calls");
             let ringing = entry
                 .call
                 .member(&me.user.id)
@@ -136,7 +137,13 @@ impl Hub {
             let departure = entry.call.reject(&me.user.id)?;
             info!(call_id = %ringing_for, user_id = %me.user.id, "ring declined by placing a call");
             self.note_declined(&mut state, &caller, &me.user.id);
-            self.apply_departure(&mut state, &ringing_for, &me.user, departure, Some(&me.user));
+            self.apply_departure(
+                &mut state,
+                &ringing_for,
+                &me.user,
+                departure,
+                Some(&me.user),
+            );
         }
         let mut invitees: Vec<User> = Vec::new();
         for id in p.to.ids() {
