@@ -169,8 +169,15 @@ async fn main() -> Result<()> {
         } else {
             println!(
                 "idle users: {}/{} connected in {:.1} s; per {}: {:?} s",
-                report.connected, report.users, report.connect_seconds, report.batch,
-                report.batch_seconds.iter().map(|s| (s * 100.0).round() / 100.0).collect::<Vec<_>>()
+                report.connected,
+                report.users,
+                report.connect_seconds,
+                report.batch,
+                report
+                    .batch_seconds
+                    .iter()
+                    .map(|s| (s * 100.0).round() / 100.0)
+                    .collect::<Vec<_>>()
             );
             println!(
                 "  server (RSS KiB, CPU s) before: {:?}  after: {:?}  KiB/socket: {:?}",

@@ -108,6 +108,17 @@ pub struct ServerConfig {
     #[arg(long, env = "SWITCHBOARD_PRESENCE_SCOPE", default_value_t = switchboard_signaling::PresenceScope::Everyone)]
     pub presence_scope: switchboard_signaling::PresenceScope,
 
+    /// Reverse proxies (comma-separated CIDRs, e.g. `10.0.0.0/8,::1/128`) whose
+    /// X-Forwarded-For is believed; other peers count by their own address. Without it,
+    /// --trust-forwarded-for believes every peer (safe only if the port is not reachable
+    /// directly).
+    #[arg(long, env = "SWITCHBOARD_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+
+    /// IPv6 clients are counted per prefix of this length for the per-address limits.
+    #[arg(long, env = "SWITCHBOARD_IPV6_PREFIX_LEN", default_value_t = 64)]
+    pub ipv6_prefix_len: u8,
+
     /// Call history database: `sqlite://<file>?mode=rwc` or `postgres://user:pass@host/db`.
     #[arg(
         long,
@@ -291,6 +302,8 @@ impl LimitFlags {
             user_connect_burst: self.user_connect_burst,
             ip_connects_per_sec: self.ip_connects_per_sec,
             ip_connect_burst: self.ip_connect_burst,
+            // Ring throttles: signaling's defaults (docs/security.md §4).
+            ..switchboard_signaling::Limits::default()
         }
     }
 }
@@ -325,6 +338,8 @@ impl ServerConfig {
             allowed_origins: Vec::new(),
             trust_forwarded_for: false,
             presence_scope: switchboard_signaling::PresenceScope::Everyone,
+            trusted_proxies: Vec::new(),
+            ipv6_prefix_len: 64,
             // A fresh history database and recording directory per test server.
             database_url: format!(
                 "sqlite://{}?mode=rwc",

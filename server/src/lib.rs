@@ -84,6 +84,8 @@ impl Server {
             demo_sign_in: config.demo_sign_in_enabled(),
             trust_forwarded_for: config.trust_forwarded_for,
             presence_scope: config.presence_scope,
+            trusted_proxies: config.trusted_proxies.clone(),
+            ipv6_prefix_len: config.ipv6_prefix_len,
             creator_ends_call: config.creator_ends_call,
             limits: config.limits.signaling(),
             token_keys,

@@ -538,7 +538,7 @@ async fn recording_needs_the_record_grant() -> Result<()> {
             .await
         {
             Err(SignalingError::Refused { code, .. })
-                if code == "unknown_user" && Instant::now() < deadline =>
+                if code == "user_offline" && Instant::now() < deadline =>
             {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }

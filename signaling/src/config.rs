@@ -28,6 +28,12 @@ pub struct SignalingConfig {
     /// Take a client's IP from the last `X-Forwarded-For` entry (set this only behind a
     /// reverse proxy that appends it); otherwise the TCP peer address is used.
     pub trust_forwarded_for: bool,
+    /// Reverse proxies whose `X-Forwarded-For` is believed (TCP peers in these networks).
+    /// Empty with `trust_forwarded_for`: every peer is believed, which is only safe when the
+    /// port is reachable through the proxy alone.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// IPv6 clients are counted per prefix of this length (one /64 is one subscriber).
+    pub ipv6_prefix_len: u8,
     /// The creator leaving a call ends it for everyone (otherwise a call ends when the last
     /// but one leaves).
     pub creator_ends_call: bool,
@@ -117,6 +123,12 @@ pub struct Limits {
     pub ip_connects_per_sec: u32,
     /// Connections one client address may open in a burst.
     pub ip_connect_burst: u32,
+    /// Times one caller may ring the same person per minute (token bucket refill rate).
+    pub rings_per_callee_per_min: u32,
+    /// Rings of the same person one caller may place in a burst.
+    pub ring_burst_per_callee: u32,
+    /// After someone declines a call, how long its caller may not ring them again.
+    pub decline_cooldown: Duration,
 }
 
 impl Default for Limits {
@@ -138,6 +150,9 @@ impl Default for Limits {
             user_connect_burst: 10,
             ip_connects_per_sec: 20,
             ip_connect_burst: 200,
+            rings_per_callee_per_min: 6,
+            ring_burst_per_callee: 3,
+            decline_cooldown: Duration::from_secs(30),
         }
     }
 }
@@ -168,6 +183,11 @@ impl Limits {
             ("user_connect_burst", self.user_connect_burst as usize),
             ("ip_connects_per_sec", self.ip_connects_per_sec as usize),
             ("ip_connect_burst", self.ip_connect_burst as usize),
+            (
+                "rings_per_callee_per_min",
+                self.rings_per_callee_per_min as usize,
+            ),
+            ("ring_burst_per_callee", self.ring_burst_per_callee as usize),
         ];
         for (name, value) in positive {
             if value == 0 {
@@ -199,6 +219,8 @@ impl std::fmt::Debug for SignalingConfig {
             .field("max_payload_bytes", &self.max_payload_bytes)
             .field("demo_sign_in", &self.demo_sign_in)
             .field("trust_forwarded_for", &self.trust_forwarded_for)
+            .field("trusted_proxies", &self.trusted_proxies)
+            .field("ipv6_prefix_len", &self.ipv6_prefix_len)
             .field("creator_ends_call", &self.creator_ends_call)
             .field("limits", &self.limits)
             .field("presence_scope", &self.presence_scope)
@@ -255,10 +277,13 @@ impl SignalingConfig {
                 "presence_interval must be between 1 ms and 10 s".into(),
             ));
         }
-        if self.send_queue_packets < 16 {
+        if self.ipv6_prefix_len == 0 || self.ipv6_prefix_len > 128 {
             return Err(ConfigError(
-                "send_queue_packets must be at least 16".into(),
+                "ipv6_prefix_len must be between 1 and 128".into(),
             ));
+        }
+        if self.send_queue_packets < 16 {
+            return Err(ConfigError("send_queue_packets must be at least 16".into()));
         }
         self.limits.validate()
     }
@@ -278,6 +303,8 @@ impl Default for SignalingConfig {
             max_payload_bytes: 64 * 1024,
             demo_sign_in: true,
             trust_forwarded_for: false,
+            trusted_proxies: Vec::new(),
+            ipv6_prefix_len: 64,
             creator_ends_call: false,
             limits: Limits::default(),
             presence_scope: PresenceScope::default(),

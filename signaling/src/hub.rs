@@ -105,6 +105,8 @@ struct State {
     user_calls: HashMap<UserId, CallId>,
     /// Connected sockets per client IP (IPs with none are removed).
     sockets_per_ip: HashMap<IpAddr, usize>,
+    /// (caller, callee) → until when the caller may not ring the callee again: they declined.
+    declined: HashMap<(UserId, UserId), Instant>,
     shutting_down: bool,
 }
 
@@ -117,6 +119,7 @@ impl State {
             calls: HashMap::new(),
             user_calls: HashMap::new(),
             sockets_per_ip: HashMap::new(),
+            declined: HashMap::new(),
             shutting_down: false,
         }
     }
@@ -403,6 +406,11 @@ impl Hub {
                 .filter(|e| e.call.state() == CallState::Active)
                 .count(),
         }
+    }
+
+    /// Whether `user` is in a call (ringing or joined).
+    pub fn in_call(&self, user: &UserId) -> bool {
+        self.lock().user_calls.contains_key(user)
     }
 
     // ---- connection lifecycle ----

@@ -36,6 +36,8 @@ pub(crate) struct SharedLimits {
     user_events: DefaultKeyedRateLimiter<UserId>,
     user_connects: DefaultKeyedRateLimiter<UserId>,
     ip_connects: DefaultKeyedRateLimiter<IpAddr>,
+    /// Rings per (caller, callee).
+    rings: DefaultKeyedRateLimiter<(UserId, UserId)>,
     /// Checks since the last sweep of stale keys.
     checks: AtomicU32,
 }
@@ -59,6 +61,10 @@ impl SharedLimits {
                 limits.ip_connects_per_sec,
                 limits.ip_connect_burst,
             )),
+            rings: RateLimiter::hashmap(
+                Quota::per_minute(nonzero(limits.rings_per_callee_per_min))
+                    .allow_burst(nonzero(limits.ring_burst_per_callee)),
+            ),
             checks: AtomicU32::new(0),
         }
     }
@@ -71,6 +77,8 @@ impl SharedLimits {
             self.user_connects.shrink_to_fit();
             self.ip_connects.retain_recent();
             self.ip_connects.shrink_to_fit();
+            self.rings.retain_recent();
+            self.rings.shrink_to_fit();
         }
     }
 
@@ -84,6 +92,14 @@ impl SharedLimits {
     pub fn admit_connect_from(&self, ip: IpAddr) -> bool {
         self.tick();
         self.ip_connects.check_key(&ip).is_ok()
+    }
+
+    /// `caller` rings `callee` once more.
+    pub fn admit_ring(&self, caller: &UserId, callee: &UserId) -> bool {
+        self.tick();
+        self.rings
+            .check_key(&(caller.clone(), callee.clone()))
+            .is_ok()
     }
 
     /// One more connection of `user`.

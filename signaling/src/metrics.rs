@@ -10,8 +10,7 @@ use std::time::Duration;
 
 use prometheus::{
     register_histogram_with_registry, register_int_counter_vec_with_registry,
-    register_int_counter_with_registry, Histogram, HistogramOpts, IntCounter, IntCounterVec,
-    Opts,
+    register_int_counter_with_registry, Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts,
 };
 
 pub(crate) struct SignalingMetrics {

@@ -8,6 +8,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::ConnectInfo;
 
@@ -18,7 +19,7 @@ use socketioxide::SocketIo;
 use tracing::{debug, warn};
 
 use crate::hub::{Hub, Me};
-use crate::identity::{Identity, TokenError};
+use crate::identity::{unix_now, Identity, TokenError};
 use crate::limits::{Session, SocketGuard};
 use crate::payload::call_id_hint;
 use crate::SignalingError;
@@ -42,11 +43,26 @@ struct Admitted {
     ip: Option<IpAddr>,
 }
 
-/// The client's IP: the TCP peer (when the server was started with connect info), or with
-/// `trust_forwarded_for` the last `X-Forwarded-For` entry, which the reverse proxy appended.
-fn client_ip(socket: &SocketRef, trust_forwarded_for: bool) -> Option<IpAddr> {
+/// The client's address as limits count it: the TCP peer (when the server was started with
+/// connect info), or the last `X-Forwarded-For` entry (which the reverse proxy appended) when
+/// the peer is a trusted proxy ([`SignalingConfig::trusted_proxies`], or any peer with only
+/// `trust_forwarded_for`). IPv6 addresses are cut to their `ipv6_prefix_len` prefix: one
+/// subscriber's /64 holds 2^64 addresses.
+fn client_ip(socket: &SocketRef, config: &crate::SignalingConfig) -> Option<IpAddr> {
     let parts = socket.req_parts();
-    if trust_forwarded_for {
+    let peer = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip());
+    let believe_forwarded = if config.trusted_proxies.is_empty() {
+        config.trust_forwarded_for
+    } else {
+        peer.is_some_and(|peer| {
+            let peer = peer.to_canonical();
+            config.trusted_proxies.iter().any(|net| net.contains(&peer))
+        })
+    };
+    let ip = if believe_forwarded {
         let forwarded = parts
             .headers
             .get_all("x-forwarded-for")
@@ -55,14 +71,16 @@ fn client_ip(socket: &SocketRef, trust_forwarded_for: bool) -> Option<IpAddr> {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.rsplit(',').next())
             .and_then(|ip| ip.trim().parse::<IpAddr>().ok());
-        if forwarded.is_some() {
-            return forwarded;
-        }
-    }
-    parts
-        .extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(addr)| addr.ip())
+        forwarded.or(peer)
+    } else {
+        peer
+    };
+    ip.map(|ip| match ip.to_canonical() {
+        IpAddr::V6(v6) => ipnet::Ipv6Net::new(v6, config.ipv6_prefix_len)
+            .map(|net| IpAddr::V6(net.trunc().addr()))
+            .unwrap_or(IpAddr::V6(v6)),
+        v4 => v4,
+    })
 }
 
 pub(crate) fn register(io: &SocketIo) {
@@ -81,7 +99,7 @@ async fn authenticate(
         Some(_) => return Err(ConnectRefused(TokenError::Invalid.code())),
     };
     // The address first: refusing a flood costs no token verification.
-    let ip = client_ip(&socket, hub.config.trust_forwarded_for);
+    let ip = client_ip(&socket, &hub.config);
     if let Some(ip) = ip {
         if !hub.shared_limits.admit_connect_from(ip) {
             debug!(sid = %socket.id, %ip, "connection refused: address over its connect rate");
@@ -141,6 +159,12 @@ async fn on_connect(socket: SocketRef, State(hub): State<Arc<Hub>>) {
         guard: Arc::new(SocketGuard::new(&hub.config.limits)),
         shared: Arc::clone(&hub.shared_limits),
     });
+    let expiry = tokio::spawn(disconnect_at_expiry(
+        socket.clone(),
+        Arc::clone(&hub),
+        me.identity.expires_at,
+    ));
+    socket.extensions.insert(ExpiryTimer(expiry.abort_handle()));
     socket.on_disconnect(on_disconnect);
     if !socket.connected() {
         // Closed before the disconnect handler was in place: unregister here (idempotent).
@@ -162,7 +186,39 @@ async fn on_connect(socket: SocketRef, State(hub): State<Arc<Hub>>) {
     socket.on_fallback(on_unknown_event);
 }
 
+/// The task that disconnects a socket when its token expires.
+#[derive(Clone)]
+struct ExpiryTimer(tokio::task::AbortHandle);
+
+/// How often an expired socket still in a call is looked at again.
+const EXPIRED_RECHECK: Duration = Duration::from_secs(1);
+
+/// Disconnects the socket at its token's `exp` (after telling it `expired_token`), or as
+/// soon after as its user is in no call: an expired token must not keep receiving presence
+/// and invitations forever, but a running call is not cut.
+async fn disconnect_at_expiry(socket: SocketRef, hub: Arc<Hub>, expires_at: u64) {
+    let now = unix_now();
+    if expires_at > now {
+        tokio::time::sleep(Duration::from_secs(expires_at - now)).await;
+    }
+    let Some(session) = socket.extensions.get::<Session>() else {
+        return;
+    };
+    while socket.connected() {
+        if !hub.in_call(&session.identity.user.id) {
+            debug!(sid = %socket.id, user_id = %session.identity.user.id, "token expired: disconnecting");
+            let _ = socket.emit("error", &SignalingError::ExpiredToken.event("", None));
+            let _ = socket.clone().disconnect();
+            return;
+        }
+        tokio::time::sleep(EXPIRED_RECHECK).await;
+    }
+}
+
 async fn on_disconnect(socket: SocketRef, State(hub): State<Arc<Hub>>) {
+    if let Some(ExpiryTimer(timer)) = socket.extensions.get::<ExpiryTimer>() {
+        timer.abort();
+    }
     if let Some(session) = socket.extensions.get::<Session>() {
         hub.disconnect(&me_of(socket, &session));
     }

@@ -373,7 +373,10 @@ mod tests {
         p.add_socket(&user("b", "Bob"), 1, everyone());
         p.add_socket(&user("a", "Alice"), 2, everyone());
         // Nothing flushed yet: a snapshot lists nobody; the flush brings both.
-        assert_eq!(json(&p.snapshot(&everyone()))["users"], serde_json::json!([]));
+        assert_eq!(
+            json(&p.snapshot(&everyone()))["users"],
+            serde_json::json!([])
+        );
         let out = p.flush(|id| id.as_str() == "b");
         assert_eq!(out.len(), 1);
         let mut sockets = out[0].sockets.clone();

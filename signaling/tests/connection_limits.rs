@@ -45,7 +45,9 @@ async fn start_with_addresses(tweak: impl FnOnce(&mut SignalingConfig)) -> TestS
 async fn spend(client: &mut Client, n: usize) -> Vec<String> {
     let mut codes = Vec::new();
     for _ in 0..n {
-        let ack = client.request("end_call", json!({ "call_id": "none" })).await;
+        let ack = client
+            .request("end_call", json!({ "call_id": "none" }))
+            .await;
         codes.push(ack["error"]["code"].as_str().unwrap_or("ok").to_owned());
     }
     codes
@@ -72,7 +74,10 @@ async fn a_users_event_budget_survives_reconnecting() {
         .expect("reconnects");
     let codes = spend(&mut again, 6).await;
     let limited = codes.iter().filter(|c| *c == "rate_limited").count();
-    assert!(limited >= 3, "a reconnect refilled the user's budget: {codes:?}");
+    assert!(
+        limited >= 3,
+        "a reconnect refilled the user's budget: {codes:?}"
+    );
 }
 
 /// With the default limits: 10 connects of one user in a burst, then one per 2 s.

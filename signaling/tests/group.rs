@@ -322,7 +322,7 @@ async fn invitations_are_checked() {
             json!({ "call_id": call_id, "user_id": "nobody-at-all" }),
         )
         .await;
-    assert_refused(&ack, "unknown_user");
+    assert_refused(&ack, "user_offline");
     let ack = alice.request("invite_participant", invite(&carol)).await;
     assert_eq!(ack["ok"], true, "{ack}");
     carol.expect("incoming_call").await;

@@ -146,8 +146,7 @@ async fn every_call_event_arrives_among_1000_idle_sockets_and_churn() {
         .await;
     let mut last = idle.into_iter().last().unwrap();
     last.expect_presence(|u| {
-        presence_entry(u, &alice_id).is_some_and(|e| e["busy"] == false)
-            && u.len() == 1_003
+        presence_entry(u, &alice_id).is_some_and(|e| e["busy"] == false) && u.len() == 1_003
     })
     .await;
 }
@@ -163,10 +162,7 @@ impl SlowClient {
         let socket = TcpSocket::new_v4().unwrap();
         socket.set_recv_buffer_size(4096).unwrap();
         let stream = socket.connect(server.addr).await.unwrap();
-        let url = format!(
-            "ws://{}/socket.io/?EIO=4&transport=websocket",
-            server.addr
-        );
+        let url = format!("ws://{}/socket.io/?EIO=4&transport=websocket", server.addr);
         let (mut ws, _) = tokio_tungstenite::client_async(url, stream)
             .await
             .expect("websocket");

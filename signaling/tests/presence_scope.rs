@@ -104,10 +104,12 @@ async fn the_rooms_scope_lists_only_people_sharing_a_room() {
     // A token without rooms sees nobody under this scope, and nobody sees it.
     let seen = open.expect_presence(|_| true).await;
     assert!(seen.is_empty(), "{seen:?}");
-    assert!(!b.has_pending("presence_update") || {
-        let users = b.expect_presence(|_| true).await;
-        !ids(&users).contains(&open.user_id)
-    });
+    assert!(
+        !b.has_pending("presence_update") || {
+            let users = b.expect_presence(|_| true).await;
+            !ids(&users).contains(&open.user_id)
+        }
+    );
 }
 
 #[tokio::test]

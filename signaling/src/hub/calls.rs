@@ -6,15 +6,14 @@
 //! everyone is told and freed).
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use serde_json::{json, Value};
 use socketioxide::extract::AckSender;
 use switchboard_sfu::{ParticipantId, RoomId};
 use tracing::{debug, info, warn};
 
-use super::{
-    emit, ok_ack, participant_id, user_json, CallEntry, Hub, Me, Seat, State,
-};
+use super::{emit, ok_ack, participant_id, user_json, CallEntry, Hub, Me, Seat, State};
 use crate::call::{Attendance, Call, CallRules, Departure, EndReason, HangupReason};
 use crate::payload::{self, CallRef, EndCall, InitiateCall, InviteParticipant};
 use crate::{CallId, SignalingError, User, UserId};
@@ -48,7 +47,36 @@ impl Hub {
         if state.user_calls.contains_key(id) {
             return Err(SignalingError::Busy(format!("{} is", user.name)));
         }
+        let key = (me.user.id.clone(), id.clone());
+        if state
+            .declined
+            .get(&key)
+            .is_some_and(|until| *until > Instant::now())
+        {
+            return Err(SignalingError::LimitExceeded(format!(
+                "{} declined your call; try again later",
+                user.name
+            )));
+        }
+        if !self.shared_limits.admit_ring(&me.user.id, id) {
+            return Err(SignalingError::LimitExceeded(format!(
+                "you called {} too often; try again later",
+                user.name
+            )));
+        }
         Ok(user)
+    }
+
+    /// `callee` declined a call of `caller`: the caller may not ring them for a while.
+    fn note_declined(&self, state: &mut State, caller: &UserId, callee: &UserId) {
+        let now = Instant::now();
+        if state.declined.len() >= 4096 {
+            state.declined.retain(|_, until| *until > now);
+        }
+        state.declined.insert(
+            (caller.clone(), callee.clone()),
+            now + self.config.limits.decline_cooldown,
+        );
     }
 
     /// Rings `user` for `call_id` until they answer or their ring timeout fires.
@@ -91,8 +119,31 @@ impl Hub {
         }
         let mut state = self.lock();
         Self::refuse_when_shutting_down(&state)?;
-        if state.user_calls.contains_key(&me.user.id) {
-            return Err(SignalingError::Busy("you are".into()));
+        if let Some(ringing_for) = state.user_calls.get(&me.user.id).cloned() {
+            // Only ringing: placing a call declines the ring (a caller cannot keep someone
+            // "busy" by ringing them); joined members stay busy.
+            let entry = state
+                .calls
+                .get_mut(&ringing_for)
+                .expect("user_calls names live calls");
+            let ringing = entry
+                .call
+                .member(&me.user.id)
+                .is_some_and(|m| m.attendance == Attendance::Ringing);
+            if !ringing {
+                return Err(SignalingError::Busy("you are".into()));
+            }
+            let caller = entry.call.caller().id.clone();
+            let departure = entry.call.reject(&me.user.id)?;
+            info!(call_id = %ringing_for, user_id = %me.user.id, "ring declined by placing a call");
+            self.note_declined(&mut state, &caller, &me.user.id);
+            self.apply_departure(
+                &mut state,
+                &ringing_for,
+                &me.user,
+                departure,
+                Some(&me.user),
+            );
         }
         let mut invitees: Vec<User> = Vec::new();
         for id in p.to.ids() {
@@ -398,7 +449,9 @@ impl Hub {
         let mut state = self.lock();
         let entry = state.call_of_mut(me, &p.call_id)?;
         let departure = entry.call.reject(&me.user.id)?;
+        let caller = entry.call.caller().id.clone();
         info!(call_id = %p.call_id, user_id = %me.user.id, "call declined");
+        self.note_declined(&mut state, &caller, &me.user.id);
         ok_ack(ack, json!({}));
         self.apply_departure(&mut state, &p.call_id, &me.user, departure, Some(&me.user));
         Ok(())

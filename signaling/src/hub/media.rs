@@ -56,11 +56,7 @@ impl Hub {
     }
 
     /// Re-checks after an SFU request that `me` is still in the call.
-    fn still_in_call(
-        &self,
-        me: &Me,
-        call_id: &CallId,
-    ) -> Result<StateGuard<'_>, SignalingError> {
+    fn still_in_call(&self, me: &Me, call_id: &CallId) -> Result<StateGuard<'_>, SignalingError> {
         let state = self.lock();
         state.call_of(me, call_id)?;
         Ok(state)

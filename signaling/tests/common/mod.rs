@@ -289,7 +289,11 @@ impl Client {
     pub async fn expect_presence(&mut self, check: impl Fn(&[Value]) -> bool) -> Vec<Value> {
         let deadline = tokio::time::Instant::now() + DEADLINE;
         loop {
-            let users: Vec<Value> = self.presence.iter().flat_map(|p| p.values().cloned()).collect();
+            let users: Vec<Value> = self
+                .presence
+                .iter()
+                .flat_map(|p| p.values().cloned())
+                .collect();
             if self.presence.is_some() && check(&users) {
                 return users;
             }
@@ -305,7 +309,10 @@ impl Client {
                             break r
                         }
                         Ok(Some(r)) => self.buffered.push_back(r),
-                        Ok(None) => panic!("{}: connection closed while waiting for presence", self.name),
+                        Ok(None) => panic!(
+                            "{}: connection closed while waiting for presence",
+                            self.name
+                        ),
                         Err(_) => panic!(
                             "{}: presence never matched within {DEADLINE:?}; last: {users:?}",
                             self.name
@@ -326,8 +333,7 @@ impl Client {
             return;
         };
         for user in r.data["users"].as_array().into_iter().flatten() {
-            presence
-                .insert(user["id"].as_str().unwrap_or("").to_owned(), user.clone());
+            presence.insert(user["id"].as_str().unwrap_or("").to_owned(), user.clone());
         }
         for id in r.data["offline"].as_array().into_iter().flatten() {
             presence.remove(id.as_str().unwrap_or(""));
