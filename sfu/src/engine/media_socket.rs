@@ -29,7 +29,10 @@ pub(super) fn bind_media_socket(
             "media socket receive buffer capped by the kernel: raise net.core.rmem_max to avoid drops under load"
         );
     }
-    debug!(receive, send, "media socket buffers (as the kernel reports them)");
+    debug!(
+        receive,
+        send, "media socket buffers (as the kernel reports them)"
+    );
     Ok(socket.into())
 }
 
