@@ -193,11 +193,7 @@ async fn hostile_publisher(
         if Instant::now() >= ssrc_changes_from && i % 5 == 4 {
             packet.header.ssrc = rand::random();
         }
-        if track
-            .write_rtp(packet)
-            .await
-            .is_ok()
-        {
+        if track.write_rtp(packet).await.is_ok() {
             sent += 1;
         }
     }
@@ -448,13 +444,19 @@ async fn a_call_survives_hostile_sockets_and_udp_garbage() -> Result<()> {
     let mallory_seq = {
         use webrtc::media_stream::track_local::TrackLocal;
         use webrtc::media_stream::Track;
-        let ssrc = *mallory_video.ssrcs().await.first().context("mallory's SSRC")?;
+        let ssrc = *mallory_video
+            .ssrcs()
+            .await
+            .first()
+            .context("mallory's SSRC")?;
         let mut seq: u16 = rand::random();
         let mut found = false;
         for _ in 0..8 {
             let before = received(&eve, &mallory_id).1;
             for _ in 0..10 {
-                let _ = mallory_video.write_rtp(hostile_rtp(5, ssrc, &mut seq, 1)).await;
+                let _ = mallory_video
+                    .write_rtp(hostile_rtp(5, ssrc, &mut seq, 1))
+                    .await;
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
             tokio::time::sleep(Duration::from_millis(300)).await;

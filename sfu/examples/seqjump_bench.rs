@@ -139,8 +139,11 @@ async fn run(jump: u16, packets: u32, rate: u32) -> (f64, u64) {
     }
     tokio::time::sleep(Duration::from_millis(1000)).await; // let the SFU drain its backlog
     let cpu = thread_cpu_ns(&tid) - cpu_before;
-    let delivered: u64 =
-        viewers.iter().map(|v| v.received_from("pub").1).sum::<u64>() - received_before;
+    let delivered: u64 = viewers
+        .iter()
+        .map(|v| v.received_from("pub").1)
+        .sum::<u64>()
+        - received_before;
     for viewer in viewers {
         viewer.stop().await;
     }
@@ -156,6 +159,8 @@ async fn main() {
     println!("{packets} VP8 packets of 1000 B at {rate}/s, 3 subscribers; media-task CPU per packet received");
     for (label, jump) in [("normal (+1)", 1u16), ("jumping (+32766)", 32_766)] {
         let (us_per_packet, delivered) = run(jump, packets, rate).await;
-        println!("{label:>18}: {us_per_packet:7.1} us/pkt, {delivered} packets delivered to subscribers");
+        println!(
+            "{label:>18}: {us_per_packet:7.1} us/pkt, {delivered} packets delivered to subscribers"
+        );
     }
 }

@@ -162,11 +162,17 @@ async fn packets_during(viewer: &TestParticipant, publisher: &str, window: Durat
 }
 
 /// A second call (victim publisher + viewer) on the same SFU, flowing.
-async fn victim_call(sfu: &Sfu, events: &broadcast::Sender<SfuEvent>) -> (TestParticipant, TestParticipant) {
+async fn victim_call(
+    sfu: &Sfu,
+    events: &broadcast::Sender<SfuEvent>,
+) -> (TestParticipant, TestParticipant) {
     let room = RoomId::new("victim-call");
     let publisher = TestParticipant::join(sfu, events, &room, "victim-pub").await;
     let viewer = TestParticipant::join_with(sfu, events, &room, "victim-view", false).await;
-    wait_until("the victim call flows", || viewer.received_from("victim-pub").1 >= 30).await;
+    wait_until("the victim call flows", || {
+        viewer.received_from("victim-pub").1 >= 30
+    })
+    .await;
     (publisher, viewer)
 }
 
@@ -331,7 +337,10 @@ async fn a_publisher_jumping_its_sequence_numbers_neither_reaches_subscribers_no
         .iter()
         .any(|(v, _)| v.video_packets.load(Ordering::Relaxed) < 20)
     {
-        assert!(Instant::now() < deadline, "the viewers never got the honest packets");
+        assert!(
+            Instant::now() < deadline,
+            "the viewers never got the honest packets"
+        );
         seq = seq.wrapping_add(1);
         let _ = video.write_rtp(packet(seq)).await;
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -371,9 +380,12 @@ async fn a_publisher_jumping_its_sequence_numbers_neither_reaches_subscribers_no
         // Renumbered: what arrived continues right after the honest packets, so the newest
         // sequence number moved by about the number of packets received, not by 32,766 each.
         let received = viewer.video_packets.load(Ordering::Relaxed) - received_before[i];
-        let advanced = (viewer.last_video_seq.load(Ordering::Relaxed) as u16)
-            .wrapping_sub(last_seq_before[i]);
-        assert!(received > 100, "viewer {i} received the jumping stream ({received})");
+        let advanced =
+            (viewer.last_video_seq.load(Ordering::Relaxed) as u16).wrapping_sub(last_seq_before[i]);
+        assert!(
+            received > 100,
+            "viewer {i} received the jumping stream ({received})"
+        );
         assert!(
             u32::from(advanced) <= received + 512,
             "viewer {i}: sequence advanced {advanced} for {received} packets"
@@ -429,16 +441,19 @@ async fn a_panic_in_one_participants_media_fails_only_that_participant() {
     let listener = {
         let failed = failed.clone();
         tokio::spawn(async move {
-            let reason = next_event(&mut watch, "the faulty participant failing", |event| {
-                match event {
-                    SfuEvent::ParticipantFailed {
-                        participant,
-                        reason,
-                    } if participant.as_str() == "faulty" => Some(reason),
-                    _ => None,
-                }
-            })
-            .await;
+            let reason =
+                next_event(
+                    &mut watch,
+                    "the faulty participant failing",
+                    |event| match event {
+                        SfuEvent::ParticipantFailed {
+                            participant,
+                            reason,
+                        } if participant.as_str() == "faulty" => Some(reason),
+                        _ => None,
+                    },
+                )
+                .await;
             *failed.lock().unwrap() = Some(reason);
         })
     };
@@ -478,7 +493,10 @@ async fn the_end_of_the_media_task_is_observable() {
     })
     .await;
     watcher.await.unwrap();
-    assert!(sfu.join(RoomId::new("r"), ParticipantId::new("p"), "p").await.is_err());
+    assert!(sfu
+        .join(RoomId::new("r"), ParticipantId::new("p"), "p")
+        .await
+        .is_err());
 }
 
 /// A STUN binding request naming `username`, with a MESSAGE-INTEGRITY of garbage.
@@ -540,11 +558,20 @@ async fn forged_stun_neither_learns_addresses_nor_misroutes_a_later_client() {
     // A real client on a port that sent forged requests connects.
     let port = sockets[0].local_addr().unwrap().port();
     drop(sockets);
-    let (_late, _late_video, _) =
-        raw_publisher_on(&sfu, &RoomId::new("r2"), "late", &format!("127.0.0.1:{port}")).await;
-    next_event(&mut watch, "the later client connecting", |event| match event {
-        SfuEvent::Connected { participant, .. } if participant.as_str() == "late" => Some(()),
-        _ => None,
-    })
+    let (_late, _late_video, _) = raw_publisher_on(
+        &sfu,
+        &RoomId::new("r2"),
+        "late",
+        &format!("127.0.0.1:{port}"),
+    )
+    .await;
+    next_event(
+        &mut watch,
+        "the later client connecting",
+        |event| match event {
+            SfuEvent::Connected { participant, .. } if participant.as_str() == "late" => Some(()),
+            _ => None,
+        },
+    )
     .await;
 }

@@ -48,7 +48,10 @@ fn interceptors(
         );
     }
     let registry = Registry::new()
-        .with(Slot::NackResponder, BoundedNackResponder::new(nack_counters))
+        .with(
+            Slot::NackResponder,
+            BoundedNackResponder::new(nack_counters),
+        )
         .with(Slot::NackGenerator, NackGeneratorBuilder::new().build());
     configure_simulcast_extension_headers(media_engine)?;
     let registry = configure_twcc_receiver_only(registry, media_engine)?;

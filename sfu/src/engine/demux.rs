@@ -214,10 +214,20 @@ mod tests {
         let from: SocketAddr = "127.0.0.1:5000".parse().unwrap();
         assert_eq!(demux.route(from, b"\x80garbage"), None);
         let check = binding_request(b"srv1:c");
-        assert_eq!(demux.route(from, &check), Some(Route::Unverified(ConnId(7))));
-        assert_eq!(demux.route(from, b"\x80rtp"), None, "not learned before verification");
+        assert_eq!(
+            demux.route(from, &check),
+            Some(Route::Unverified(ConnId(7)))
+        );
+        assert_eq!(
+            demux.route(from, b"\x80rtp"),
+            None,
+            "not learned before verification"
+        );
         demux.learn(from, ConnId(7));
-        assert_eq!(demux.route(from, b"\x80rtp after ice"), Some(Route::Known(ConnId(7))));
+        assert_eq!(
+            demux.route(from, b"\x80rtp after ice"),
+            Some(Route::Known(ConnId(7)))
+        );
         assert_eq!(demux.route(from, &check), Some(Route::Known(ConnId(7))));
         demux.forget(ConnId(7));
         assert_eq!(demux.route(from, b"\x80rtp after leave"), None);

@@ -47,7 +47,10 @@ impl Engine {
             .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
             .unwrap_or("(no message)");
         let Some(participant) = participant else {
-            error!(panic = message, "panic in the media task outside any participant; continuing");
+            error!(
+                panic = message,
+                "panic in the media task outside any participant; continuing"
+            );
             return;
         };
         error!(%participant, panic = message, "panic while handling a participant's media; releasing it");

@@ -241,8 +241,9 @@ impl Engine {
             | Command::Leave { participant, .. } => Some(participant.clone()),
             _ => None,
         };
-        let result =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.handle_command(command)));
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.handle_command(command)
+        }));
         if let Err(panic) = result {
             self.contain_panic(Instant::now(), participant, panic.as_ref());
         }
@@ -394,9 +395,10 @@ impl Engine {
         let conn_id = match self.demux.route(from, datagram) {
             Some(Route::Known(conn_id)) => conn_id,
             Some(Route::Unverified(conn_id)) => {
-                let verified = self.conns.get(&conn_id).is_some_and(|conn| {
-                    self.demux.stun_integrity_ok(datagram, &conn.ice_password)
-                });
+                let verified = self
+                    .conns
+                    .get(&conn_id)
+                    .is_some_and(|conn| self.demux.stun_integrity_ok(datagram, &conn.ice_password));
                 if !verified {
                     self.counters.drop(DropReason::UnknownSource);
                     return;
@@ -413,7 +415,9 @@ impl Engine {
             self.counters.drop(DropReason::UnknownSource);
             return;
         }
-        self.isolated(now, conn_id, |engine| engine.feed(now, conn_id, from, datagram));
+        self.isolated(now, conn_id, |engine| {
+            engine.feed(now, conn_id, from, datagram)
+        });
         #[cfg(feature = "fault-injection")]
         if self.kill_task {
             panic!("injected media-task fault");

@@ -145,7 +145,8 @@ impl Stream {
         self.budget_halves -= 2;
         sent.last_retransmitted = Some(now);
         let original = &sent.packet;
-        let (Some(ssrc_rtx), Some(payload_type_rtx)) = (self.ssrc_rtx, self.payload_type_rtx) else {
+        let (Some(ssrc_rtx), Some(payload_type_rtx)) = (self.ssrc_rtx, self.payload_type_rtx)
+        else {
             return Some(Ok(original.clone()));
         };
         // RFC 4588: the RTX stream carries the original sequence number before the payload.
