@@ -57,7 +57,11 @@ async fn main() -> anyhow::Result<()> {
 }
 
 fn init_logging(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // webrtc-rs logs a warning per datagram its handlers reject (e.g. every SRTP packet that
+    // fails authentication or replay checks): one peer could write thousands of lines a
+    // second. Those stay at error level unless RUST_LOG asks for them.
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,rtc::peer_connection::handler=error"));
     // Colors only for a terminal: log files and CI output stay plain.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
     let builder = tracing_subscriber::fmt()
