@@ -448,7 +448,12 @@ impl Hub {
         info!(user_id = %me.user.id, sid = %me.sid(), "socket connected");
         // Under the lock so that no delta can overtake it; serialized once per interval and
         // group, so this only copies it.
-        let snapshot = state.presence.snapshot(&dirs);
+        let entry = crate::presence::PresenceEntry {
+            id: me.user.id.clone(),
+            name: me.user.name.clone(),
+            busy: state.user_calls.contains_key(&me.user.id),
+        };
+        let snapshot = state.presence.snapshot_for(&dirs, &entry);
         emit(&me.socket, "presence", &*snapshot);
         Ok(())
     }
