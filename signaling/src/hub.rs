@@ -386,6 +386,11 @@ impl Hub {
         }
     }
 
+    /// The registered socket `sid`, if still connected.
+    pub fn socket(&self, sid: Sid) -> Option<SocketRef> {
+        self.lock().sockets.get(&sid).cloned()
+    }
+
     /// Whether `user` is in a call (ringing or joined).
     pub fn in_call(&self, user: &UserId) -> bool {
         self.lock().user_calls.contains_key(user)
