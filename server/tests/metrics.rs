@@ -49,11 +49,9 @@ async fn a_real_call_raises_the_expected_metrics() -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         match tokio::time::timeout_at(deadline, alice_events.recv()).await {
-            Ok(Some(ParticipantEvent::Signal(ServerEvent::Presence { users })))
-                if users.iter().any(|u| u.id == bob.user().id) =>
-            {
-                break
-            }
+            Ok(Some(ParticipantEvent::Signal(
+                ServerEvent::Presence { users } | ServerEvent::PresenceUpdate { users, .. },
+            ))) if users.iter().any(|u| u.id == bob.user().id) => break,
             Ok(Some(_)) => continue,
             _ => bail!("alice never saw bob online"),
         }

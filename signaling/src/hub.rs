@@ -408,6 +408,11 @@ impl Hub {
         }
     }
 
+    /// The registered socket `sid`, if still connected.
+    pub fn socket(&self, sid: Sid) -> Option<SocketRef> {
+        self.lock().sockets.get(&sid).cloned()
+    }
+
     /// Whether `user` is in a call (ringing or joined).
     pub fn in_call(&self, user: &UserId) -> bool {
         self.lock().user_calls.contains_key(user)
@@ -470,7 +475,12 @@ impl Hub {
         info!(user_id = %me.user.id, sid = %me.sid(), "socket connected");
         // Under the lock so that no delta can overtake it; serialized once per interval and
         // group, so this only copies it.
-        let snapshot = state.presence.snapshot(&dirs);
+        let entry = crate::presence::PresenceEntry {
+            id: me.user.id.clone(),
+            name: me.user.name.clone(),
+            busy: state.user_calls.contains_key(&me.user.id),
+        };
+        let snapshot = state.presence.snapshot_for(&dirs, &entry);
         emit(&me.socket, "presence", &*snapshot);
         Ok(())
     }

@@ -15,6 +15,7 @@ use axum::extract::ConnectInfo;
 use serde_json::Value;
 use socketioxide::extract::{AckSender, Event, SocketRef, State, TryData};
 use socketioxide::handler::ConnectHandler;
+use socketioxide::socket::Sid;
 use socketioxide::SocketIo;
 use tracing::{debug, warn};
 
@@ -160,8 +161,8 @@ async fn on_connect(socket: SocketRef, State(hub): State<Arc<Hub>>) {
         shared: Arc::clone(&hub.shared_limits),
     });
     let expiry = tokio::spawn(disconnect_at_expiry(
-        socket.clone(),
-        Arc::clone(&hub),
+        socket.id,
+        Arc::downgrade(&hub),
         me.identity.expires_at,
     ));
     socket.extensions.insert(ExpiryTimer(expiry.abort_handle()));
@@ -196,11 +197,19 @@ const EXPIRED_RECHECK: Duration = Duration::from_secs(1);
 /// Disconnects the socket at its token's `exp` (after telling it `expired_token`), or as
 /// soon after as its user is in no call: an expired token must not keep receiving presence
 /// and invitations forever, but a running call is not cut.
-async fn disconnect_at_expiry(socket: SocketRef, hub: Arc<Hub>, expires_at: u64) {
+/// Holds only the socket's id and a weak hub while it sleeps: a socket gone meanwhile is not
+/// kept alive by its timer.
+async fn disconnect_at_expiry(sid: Sid, hub: std::sync::Weak<Hub>, expires_at: u64) {
     let now = unix_now();
     if expires_at > now {
         tokio::time::sleep(Duration::from_secs(expires_at - now)).await;
     }
+    let Some(hub) = hub.upgrade() else {
+        return;
+    };
+    let Some(socket) = hub.socket(sid) else {
+        return;
+    };
     let Some(session) = socket.extensions.get::<Session>() else {
         return;
     };

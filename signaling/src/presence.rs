@@ -253,6 +253,27 @@ impl<S: Clone + Eq + Hash> Presence<S> {
         snapshot
     }
 
+    /// The snapshot for a socket of `me` that sees `dirs`, `me` included even before the
+    /// flush announces them (a client learns it is online from its first `presence`): the
+    /// cached list with `me`'s entry spliced in front when it is not in it yet.
+    pub fn snapshot_for(&mut self, dirs: &Dirs, me: &PresenceEntry) -> Box<RawValue> {
+        let cached = self.snapshot(dirs);
+        let listed = self
+            .published
+            .get(&me.id)
+            .is_some_and(|p| intersects(dirs, &p.dirs));
+        let text = cached.get();
+        let spliced = match (listed, text.strip_prefix("{\"users\":[")) {
+            (false, Some(rest)) => {
+                let entry = serde_json::to_string(me).expect("presence serializes");
+                let sep = if rest.starts_with(']') { "" } else { "," };
+                format!("{{\"users\":[{entry}{sep}{rest}")
+            }
+            _ => text.to_owned(),
+        };
+        RawValue::from_string(spliced).expect("still valid JSON")
+    }
+
     /// Turns every dirty user into deltas: `{"users": [entries that came online or changed],
     /// "offline": [ids]}`, one payload per group of sockets that sees a change.
     pub fn flush(&mut self, busy: impl Fn(&UserId) -> bool) -> Vec<Outgoing<S>> {

@@ -101,9 +101,9 @@ async fn the_rooms_scope_lists_only_people_sharing_a_room() {
         !a.has_pending("presence_update"),
         "A was told about C, whom it shares no room with"
     );
-    // A token without rooms sees nobody under this scope, and nobody sees it.
+    // A token without rooms sees nobody but itself under this scope, and nobody sees it.
     let seen = open.expect_presence(|_| true).await;
-    assert!(seen.is_empty(), "{seen:?}");
+    assert_eq!(ids(&seen), [open.user_id.clone()]);
     assert!(
         !b.has_pending("presence_update") || {
             let users = b.expect_presence(|_| true).await;
@@ -117,8 +117,15 @@ async fn the_nobody_scope_lists_nobody() {
     let server = TestServer::start_with(|c| c.presence_scope = PresenceScope::Nobody).await;
     let mut alice = server.user("Alice").await;
     let mut bob = server.user("Bob").await;
-    assert!(alice.expect_presence(|_| true).await.is_empty());
-    assert!(bob.expect_presence(|_| true).await.is_empty());
+    // Nobody but themselves.
+    assert_eq!(
+        ids(&alice.expect_presence(|_| true).await),
+        [alice.user_id.clone()]
+    );
+    assert_eq!(
+        ids(&bob.expect_presence(|_| true).await),
+        [bob.user_id.clone()]
+    );
     // Calls by id still work: an application tells its users whom to call.
     let call_id = ring(&mut alice, &mut bob).await;
     assert!(!call_id.is_empty());

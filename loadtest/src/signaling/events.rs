@@ -100,10 +100,17 @@ pub struct ErrorEvent {
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub enum ServerEvent {
-    /// Everyone online, the receiver included.
+    /// Everyone online the receiver may see, the receiver included: once, at connect.
     Presence {
         /// Online users.
         users: Vec<PresenceUser>,
+    },
+    /// Presence changes since the last update (protocol §10).
+    PresenceUpdate {
+        /// Users who came online or whose `busy` changed (their whole entry).
+        users: Vec<PresenceUser>,
+        /// Ids who went offline.
+        offline: Vec<UserId>,
     },
     /// Our `initiate_call` succeeded; the callee is ringing.
     CallRinging {
@@ -253,6 +260,11 @@ impl ServerEvent {
             users: Vec<PresenceUser>,
         }
         #[derive(Deserialize)]
+        struct PresenceUpdate {
+            users: Vec<PresenceUser>,
+            offline: Vec<UserId>,
+        }
+        #[derive(Deserialize)]
         struct Ringing {
             call_id: CallId,
             kind: CallKind,
@@ -337,6 +349,12 @@ impl ServerEvent {
         let parsed: Result<ServerEvent, serde_json::Error> = match event {
             "presence" => {
                 de::<Presence>(&payload).map(|p| ServerEvent::Presence { users: p.users })
+            }
+            "presence_update" => {
+                de::<PresenceUpdate>(&payload).map(|p| ServerEvent::PresenceUpdate {
+                    users: p.users,
+                    offline: p.offline,
+                })
             }
             "call_ringing" => de::<Ringing>(&payload).map(|p| ServerEvent::CallRinging {
                 call_id: p.call_id,
