@@ -260,6 +260,19 @@ pub struct LimitFlags {
     /// Connections one client address may open in a burst.
     #[arg(long, env = "SWITCHBOARD_IP_CONNECT_BURST", default_value_t = 200)]
     pub ip_connect_burst: u32,
+    /// Times one caller may ring the same person per minute (after the burst).
+    #[arg(
+        long,
+        env = "SWITCHBOARD_RINGS_PER_CALLEE_PER_MIN",
+        default_value_t = 6
+    )]
+    pub rings_per_callee_per_min: u32,
+    /// Rings of the same person one caller may place in a burst.
+    #[arg(long, env = "SWITCHBOARD_RING_BURST_PER_CALLEE", default_value_t = 3)]
+    pub ring_burst_per_callee: u32,
+    /// Seconds after someone declines a call during which its caller may not ring them again.
+    #[arg(long, env = "SWITCHBOARD_DECLINE_COOLDOWN_SECS", default_value_t = 30)]
+    pub decline_cooldown_secs: u64,
     /// Seconds a peer connection may take to complete ICE + DTLS before it is released.
     #[arg(
         long,
@@ -302,8 +315,9 @@ impl LimitFlags {
             user_connect_burst: self.user_connect_burst,
             ip_connects_per_sec: self.ip_connects_per_sec,
             ip_connect_burst: self.ip_connect_burst,
-            // Ring throttles: signaling's defaults (docs/security.md §4).
-            ..switchboard_signaling::Limits::default()
+            rings_per_callee_per_min: self.rings_per_callee_per_min,
+            ring_burst_per_callee: self.ring_burst_per_callee,
+            decline_cooldown: Duration::from_secs(self.decline_cooldown_secs),
         }
     }
 }
@@ -534,5 +548,11 @@ mod tests {
         assert_eq!(limits.socket_event_burst, defaults.socket_event_burst);
         assert_eq!(limits.max_sockets_per_ip, defaults.max_sockets_per_ip);
         assert_eq!(limits.max_sdp_bytes, defaults.max_sdp_bytes);
+        assert_eq!(limits.ring_burst_per_callee, defaults.ring_burst_per_callee);
+        assert_eq!(
+            limits.rings_per_callee_per_min,
+            defaults.rings_per_callee_per_min
+        );
+        assert_eq!(limits.decline_cooldown, defaults.decline_cooldown);
     }
 }

@@ -214,14 +214,24 @@ async fn hostile(
     let limited = Arc::new(AtomicBool::new(false));
     while Instant::now() < until {
         let url = format!("ws://{addr}/socket.io/?EIO=4&transport=websocket");
-        let Ok(Ok((ws, _))) = tokio::time::timeout(
+        let ws = match tokio::time::timeout(
             Duration::from_secs(5),
             tokio_tungstenite::connect_async(url),
         )
         .await
-        else {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            continue;
+        {
+            Ok(Ok((ws, _))) => ws,
+            outcome => {
+                // The pre-auth session cap (finding 10) answers a handshake flood with 429.
+                if let Ok(Err(tokio_tungstenite::tungstenite::Error::Http(response))) = &outcome {
+                    if response.status() == 429 {
+                        stats.rate_limited.fetch_add(1, Ordering::Relaxed);
+                        limited.store(true, Ordering::Relaxed);
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
         };
         let (mut sink, mut stream) = ws.split();
         // Engine.IO open, then the Socket.IO CONNECT with the token.
@@ -236,6 +246,13 @@ async fn hostile(
         // Wait for the CONNECT answer: events before it are not handled yet.
         match tokio::time::timeout(Duration::from_secs(5), stream.next()).await {
             Ok(Some(Ok(Message::Text(t)))) if t.starts_with("40") => {}
+            // The connect-rate limits (finding 9) refuse a client that reconnects too often.
+            Ok(Some(Ok(Message::Text(t)))) if t.starts_with("44") && t.contains("rate_limited") => {
+                stats.rate_limited.fetch_add(1, Ordering::Relaxed);
+                limited.store(true, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
             _ => {
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
