@@ -155,6 +155,8 @@ pub struct Track {
     /// Reused buffer for the samples one push completes.
     samples: Vec<Sample>,
     clock: Option<Clock>,
+    /// File time of the last frame written, which the next one must exceed.
+    last_timestamp_ms: Option<u64>,
     /// Video only: no frame is accepted until a keyframe (at start, and after any loss).
     waiting_for_keyframe: bool,
     /// Video only: dimensions of the last keyframe seen.
@@ -173,6 +175,7 @@ impl Track {
             max_delay,
             clock_rate: if kind == Kind::Opus { 48_000 } else { 90_000 },
             clock: None,
+            last_timestamp_ms: None,
             waiting_for_keyframe: matches!(kind, Kind::Video(_)),
             packets_since_frame: 0,
             highest_seq: None,
@@ -296,14 +299,23 @@ impl Track {
             return;
         };
         self.counters.frames += 1;
+        let mapped = clock.map(
+            sample.packet_timestamp,
+            sample
+                .timestamp
+                .saturating_duration_since(epoch)
+                .as_millis() as u64,
+        );
+        // A track's block times must increase (ffmpeg and players reject a repeat), but the
+        // clock maps frames less than 1 ms apart, late frames and a resync to the same or an
+        // earlier millisecond: such a frame goes 1 ms after the previous one.
+        let timestamp_ms = match self.last_timestamp_ms {
+            Some(last) if mapped <= last => last + 1,
+            _ => mapped,
+        };
+        self.last_timestamp_ms = Some(timestamp_ms);
         out.push(Frame {
-            timestamp_ms: clock.map(
-                sample.packet_timestamp,
-                sample
-                    .timestamp
-                    .saturating_duration_since(epoch)
-                    .as_millis() as u64,
-            ),
+            timestamp_ms,
             // From the next frame's RTP timestamp, which a jump makes arbitrary; it only
             // feeds the file's Duration, so keep it plausible.
             duration_ms: (sample.duration.as_millis() as u64).min(MAX_FRAME_MS),
@@ -436,6 +448,26 @@ mod tests {
         assert_eq!(audio.map(jumped, 3_140), 3_140);
         assert_eq!(audio.map(jumped + 960, 3_170), 3_160);
         assert_eq!(audio.resyncs, 1);
+    }
+
+    #[test]
+    fn frame_times_always_increase() {
+        // Opus frames whose RTP times are less than 1 ms apart (960 and 980 ticks at 48 kHz
+        // both map to 20 ms) must still get increasing file times.
+        let epoch = Instant::now();
+        let mut track = Track::new(Kind::Opus, 64, Duration::from_secs(1));
+        let mut out = Vec::new();
+        for (seq, ts) in [0u32, 960, 980, 1_940, 2_900, 3_860].into_iter().enumerate() {
+            let mut packet = Packet::default();
+            packet.header.sequence_number = seq as u16;
+            packet.header.timestamp = ts;
+            packet.payload = Bytes::from_static(&[0xf8, 0xff, 0xfe]);
+            let arrival = epoch + Duration::from_millis(u64::from(ts) / 48);
+            track.push(packet, arrival, epoch, &mut out);
+        }
+        let times: Vec<u64> = out.iter().map(|f| f.timestamp_ms).collect();
+        assert!(times.len() >= 4, "{times:?}");
+        assert!(times.windows(2).all(|w| w[0] < w[1]), "{times:?}");
     }
 
     #[test]
