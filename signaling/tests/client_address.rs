@@ -7,38 +7,8 @@ mod common;
 use common::*;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
-use switchboard_sfu::{Sfu, SfuConfig};
-use switchboard_signaling::{Signaling, SignalingConfig};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
-
-async fn start_with_addresses(tweak: impl FnOnce(&mut SignalingConfig)) -> TestServer {
-    let (sfu, events) = Sfu::start(SfuConfig {
-        udp_bind: "127.0.0.1:0".parse().unwrap(),
-        ..SfuConfig::default()
-    })
-    .await
-    .expect("SFU starts");
-    let mut config = SignalingConfig::with_secret(SECRET);
-    tweak(&mut config);
-    let (layer, signaling) = Signaling::new(config, sfu.clone(), events).expect("valid config");
-    let app = signaling.router().layer(layer);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .await
-        .unwrap();
-    });
-    TestServer {
-        addr,
-        signaling,
-        sfu,
-    }
-}
 
 type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
@@ -76,7 +46,7 @@ async fn connect_as(server: &TestServer, forwarded: &str) -> Result<Ws, String> 
 
 #[tokio::test]
 async fn ipv6_clients_of_one_64_share_the_per_address_limit() {
-    let server = start_with_addresses(|c| {
+    let server = TestServer::start_with_addresses(|c| {
         c.trust_forwarded_for = true;
         c.limits.max_sockets_per_ip = 2;
     })
@@ -101,7 +71,7 @@ async fn ipv6_clients_of_one_64_share_the_per_address_limit() {
 async fn forwarded_for_is_only_believed_from_trusted_proxies() {
     // The peer (127.0.0.1) is not a trusted proxy: every client counts as 127.0.0.1,
     // whatever it claims.
-    let server = start_with_addresses(|c| {
+    let server = TestServer::start_with_addresses(|c| {
         c.trust_forwarded_for = true;
         c.trusted_proxies = vec!["10.0.0.0/8".parse().unwrap()];
         c.limits.max_sockets_per_ip = 2;
@@ -116,7 +86,7 @@ async fn forwarded_for_is_only_believed_from_trusted_proxies() {
     );
 
     // Behind a trusted proxy, each forwarded address is its own client.
-    let server = start_with_addresses(|c| {
+    let server = TestServer::start_with_addresses(|c| {
         c.trusted_proxies = vec!["127.0.0.0/8".parse().unwrap()];
         c.limits.max_sockets_per_ip = 2;
     })

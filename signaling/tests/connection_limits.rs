@@ -8,38 +8,6 @@ use std::time::Duration;
 
 use common::*;
 use serde_json::json;
-use switchboard_sfu::{Sfu, SfuConfig};
-use switchboard_signaling::{Signaling, SignalingConfig};
-
-/// Like [`TestServer::start`], but serving with connect info: the server sees each client's
-/// address (127.0.0.1 here), as the real binary does.
-async fn start_with_addresses(tweak: impl FnOnce(&mut SignalingConfig)) -> TestServer {
-    let (sfu, events) = Sfu::start(SfuConfig {
-        udp_bind: "127.0.0.1:0".parse().unwrap(),
-        ..SfuConfig::default()
-    })
-    .await
-    .expect("SFU starts");
-    let mut config = SignalingConfig::with_secret(SECRET);
-    tweak(&mut config);
-    let (layer, signaling) = Signaling::new(config, sfu.clone(), events).expect("valid config");
-    let app = signaling.router().layer(layer);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .await
-        .unwrap();
-    });
-    TestServer {
-        addr,
-        signaling,
-        sfu,
-    }
-}
 
 /// Sends `n` harmless (refused as invalid) events and returns the error codes, in order.
 async fn spend(client: &mut Client, n: usize) -> Vec<String> {
@@ -101,7 +69,7 @@ async fn connecting_is_rate_limited_per_user() {
 /// With the default limits: 200 connects from one address in a burst, then 20/s.
 #[tokio::test]
 async fn connecting_is_rate_limited_per_ip() {
-    let server = start_with_addresses(|_| {}).await;
+    let server = TestServer::start_with_addresses(|_| {}).await;
     let mut refused = None;
     for i in 0..260 {
         let (token, _) = server.session(&format!("User {i}")).await;

@@ -457,7 +457,10 @@ mod tests {
         let epoch = Instant::now();
         let mut track = Track::new(Kind::Opus, 64, Duration::from_secs(1));
         let mut out = Vec::new();
-        for (seq, ts) in [0u32, 960, 980, 1_940, 2_900, 3_860].into_iter().enumerate() {
+        for (seq, ts) in [0u32, 960, 980, 1_940, 2_900, 3_860]
+            .into_iter()
+            .enumerate()
+        {
             let mut packet = Packet::default();
             packet.header.sequence_number = seq as u16;
             packet.header.timestamp = ts;

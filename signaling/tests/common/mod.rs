@@ -64,6 +64,37 @@ impl TestServer {
         }
     }
 
+    /// Like [`TestServer::start_with`], but served with connect info: the server sees each
+    /// client's address (127.0.0.1 here), as the real binary does, so per-address limits apply.
+    #[allow(dead_code)]
+    pub async fn start_with_addresses(tweak: impl FnOnce(&mut SignalingConfig)) -> TestServer {
+        let (sfu, events) = Sfu::start(SfuConfig {
+            udp_bind: "127.0.0.1:0".parse().unwrap(),
+            ..SfuConfig::default()
+        })
+        .await
+        .expect("SFU starts");
+        let mut config = SignalingConfig::with_secret(SECRET);
+        tweak(&mut config);
+        let (layer, signaling) = Signaling::new(config, sfu.clone(), events).expect("valid config");
+        let app = signaling.router().layer(layer);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .await
+            .unwrap();
+        });
+        TestServer {
+            addr,
+            signaling,
+            sfu,
+        }
+    }
+
     /// `POST /api/session` over a plain HTTP/1.1 connection: (status, JSON body).
     pub async fn post_session(&self, body: &str) -> (u16, Value) {
         let mut stream = TcpStream::connect(self.addr).await.unwrap();
