@@ -45,7 +45,11 @@ export function buildServer() {
  */
 export async function startServer({ ringTimeoutSecs = 5 } = {}) {
   buildServer();
-  const args = ['--http-addr', '127.0.0.1:0', '--media-addr', '127.0.0.1:0', '--ring-timeout-secs', String(ringTimeoutSecs)];
+  const args = ['--http-addr', '127.0.0.1:0', '--media-addr', '127.0.0.1:0', '--ring-timeout-secs', String(ringTimeoutSecs),
+    // One server serves a whole test file whose scenarios call the same people back to back,
+    // also right after a reject: the ring throttles (tested in signaling/tests/ring_limits.rs)
+    // would refuse those calls.
+    '--decline-cooldown-secs', '0', '--ring-burst-per-callee', '100'];
   // A fresh call history and recording directory per server, outside the repository.
   const scratch = mkdtempSync(path.join(os.tmpdir(), 'switchboard-web-test-'));
   // A known secret, so tests can mint tokens with narrower grants (mintToken).
