@@ -353,6 +353,8 @@ impl Sfu {
     /// Removes a participant: closes both connections, stops its publications and
     /// renegotiates the others. Removing the last participant removes the room.
     pub async fn leave(&self, participant: ParticipantId) -> Result<(), SfuError> {
+        #[cfg(feature = "fault-injection")]
+        crate::fault::before_leave().await;
         self.request(|reply| Command::Leave { participant, reply })
             .await
     }

@@ -44,6 +44,32 @@ impl Sfu {
     }
 }
 
+/// Test-only fault injection (cargo feature `fault-injection`, enabled only by dev-dependencies,
+/// never in a release build). The media-path faults are magic RTP payloads (engine isolation);
+/// this module holds the ones a test sets from outside.
+#[cfg(feature = "fault-injection")]
+pub mod fault {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::Duration;
+
+    static LEAVE_DELAY_MS: AtomicU64 = AtomicU64::new(0);
+
+    /// Holds every later [`crate::Sfu::leave`] for `delay` before it reaches the media task:
+    /// how a test reproduces a busy runtime in which a member's background leave lands after
+    /// that member's next join (security review finding 12).
+    pub fn delay_leaves(delay: Duration) {
+        let ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+        LEAVE_DELAY_MS.store(ms, Ordering::Relaxed);
+    }
+
+    pub(crate) async fn before_leave() {
+        let ms = LEAVE_DELAY_MS.load(Ordering::Relaxed);
+        if ms > 0 {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+        }
+    }
+}
+
 /// Entry points for the fuzz targets in `fuzz/` (not part of the API).
 #[doc(hidden)]
 pub mod fuzzing {
