@@ -78,6 +78,11 @@ pub mod fuzzing {
         crate::engine::stun_local_ufrag(datagram)
     }
 
+    /// The media demuxer's route-verify-learn step over a sequence of datagrams (finding 11).
+    pub fn demux_routing(data: &[u8]) {
+        crate::engine::fuzz_demux_routing(data)
+    }
+
     /// A publisher offer applied to a real publisher connection, checked against the
     /// negotiated-transceiver policy and differentially against rtc's own result.
     pub fn publisher_offer(data: &[u8]) {

@@ -133,3 +133,53 @@ fn publisher_offers_never_panic_and_match_rtc() {
     // The SFU's negotiated-transceiver check (the fuzz target `publisher_offer`).
     inputs(3).for_each(|input| switchboard_sfu::fuzzing::publisher_offer(&input));
 }
+
+#[test]
+fn the_demuxer_learns_addresses_only_from_signed_requests() {
+    // The fuzz target `demux_routing` (finding 11, T8): random sequences, plus sequences of
+    // requests that name the connections, signed with the right, the wrong or no password.
+    inputs(4).for_each(|input| switchboard_sfu::fuzzing::demux_routing(&input));
+    let mut rng = StdRng::seed_from_u64(5);
+    for _ in 0..2_000 {
+        let mut input = Vec::new();
+        for _ in 0..rng.random_range(1..12) {
+            let username: &[u8] =
+                [&b"srv1:c"[..], b"srv2:c", b"srv1", b"x:srv2"][rng.random_range(0..4)];
+            input.extend_from_slice(&[rng.random_range(0..5), rng.random(), username.len() as u8]);
+            input.extend_from_slice(username);
+        }
+        switchboard_sfu::fuzzing::demux_routing(&input);
+    }
+}
+
+/// Crash inputs the fuzzers found (`fuzz/regressions/<target>/<file>`, docs/security.md §7),
+/// replayed through their targets on stable in every run. A file for a target this test does
+/// not know fails it, so a committed input is never silently skipped.
+#[test]
+fn committed_fuzz_crash_inputs_are_replayed() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/regressions");
+    let Ok(targets) = std::fs::read_dir(&root) else {
+        return; // none committed
+    };
+    for target in targets {
+        let target = target.unwrap().path();
+        let name = target.file_name().unwrap().to_string_lossy().into_owned();
+        let run: fn(&[u8]) = match name.as_str() {
+            "token" => fuzz_targets::token,
+            "event_payload" => fuzz_targets::event_payload,
+            "publisher_offer" => switchboard_sfu::fuzzing::publisher_offer,
+            "demux_routing" => switchboard_sfu::fuzzing::demux_routing,
+            "stun_username" => |d| {
+                let _ = switchboard_sfu::fuzzing::stun_local_ufrag(d);
+            },
+            "audio_level" => |d| {
+                let _ = switchboard_sfu::speaker::parse_audio_level(d);
+            },
+            other => panic!("fuzz/regressions/{other}: no replay for this target"),
+        };
+        for input in std::fs::read_dir(&target).unwrap() {
+            let input = input.unwrap().path();
+            run(&std::fs::read(&input).unwrap());
+        }
+    }
+}

@@ -101,6 +101,30 @@ impl Demuxer {
         }
     }
 
+    /// The connection a datagram from `from` is for, learning `from` for it when the datagram
+    /// is a STUN request naming that connection whose MESSAGE-INTEGRITY verifies with the
+    /// connection's password (`password_of`); `None` (drop it) otherwise. The one place the
+    /// engine turns a datagram into a connection, so the learn-after-verify rule (finding 11)
+    /// is fuzzed as the engine runs it (`fuzz_routing`).
+    pub fn accept<'p>(
+        &mut self,
+        from: SocketAddr,
+        datagram: &[u8],
+        password_of: impl Fn(ConnId) -> Option<&'p str>,
+    ) -> Option<ConnId> {
+        match self.route(from, datagram)? {
+            Route::Known(conn) => Some(conn),
+            Route::Unverified(conn) => {
+                let password = password_of(conn)?;
+                if !self.stun_integrity_ok(datagram, password) {
+                    return None;
+                }
+                self.learn(from, conn);
+                Some(conn)
+            }
+        }
+    }
+
     /// Routes `from` to `conn` from now on (after its STUN request verified).
     pub fn learn(&mut self, from: SocketAddr, conn: ConnId) {
         if let Some(previous) = self.by_addr.insert(from, conn) {
@@ -165,6 +189,112 @@ pub(crate) fn stun_local_ufrag(datagram: &[u8]) -> Option<&str> {
         rest = rest.get(padded..)?;
     }
     None
+}
+
+/// Fuzz entry (`fuzz/fuzz_targets/demux_routing.rs`, review T8): runs a sequence of datagrams
+/// from a few sources through [`Demuxer::accept`] for two connections, and checks that an
+/// address only ever routes to a connection after a request *signed with that connection's
+/// password* came from it. The input picks, per step, the source port, and whether to send its
+/// bytes raw, as an unsigned binding request or as one signed with either password (USERNAME
+/// from the input), or to forget a connection.
+pub fn fuzz_routing(data: &[u8]) {
+    use std::collections::HashSet;
+    const CONNS: [(ConnId, &str, &str); 2] = [
+        (ConnId(1), "srv1", "password-one-0123456789"),
+        (ConnId(2), "srv2", "password-two-0123456789"),
+    ];
+    let mut demux = Demuxer::default();
+    let mut live = HashSet::new();
+    for (conn, ufrag, _) in CONNS {
+        demux.register_ufrag(ufrag.into(), conn);
+        live.insert(conn);
+    }
+    let password_of = |conn: ConnId| {
+        CONNS
+            .iter()
+            .find(|(c, _, _)| *c == conn)
+            .map(|(_, _, password)| *password)
+    };
+    // (address, connection) pairs a correctly signed request has been accepted for.
+    let mut earned: HashSet<(SocketAddr, ConnId)> = HashSet::new();
+    let mut rest = data;
+    while let [op, port, len, tail @ ..] = rest {
+        let len = usize::from(*len).min(tail.len());
+        let (body, next) = tail.split_at(len);
+        rest = next;
+        let from = SocketAddr::from(([127, 0, 0, 1], 5000 + u16::from(*port % 4)));
+        let datagram = match op % 5 {
+            0 => body.to_vec(),
+            1 => signed_request(body, None),
+            2 | 3 => signed_request(body, Some(CONNS[usize::from(op % 5 - 2)].2)),
+            _ => {
+                let (conn, ..) = CONNS[usize::from(*port % 2)];
+                demux.forget(conn);
+                live.remove(&conn);
+                earned.retain(|(_, c)| *c != conn);
+                continue;
+            }
+        };
+        let named = stun_local_ufrag(&datagram)
+            .and_then(|u| CONNS.iter().find(|(_, ufrag, _)| *ufrag == u))
+            .map(|(conn, ..)| *conn);
+        let was_known = demux.route(from, b"\x80").is_some();
+        let accepted = demux.accept(from, &datagram, password_of);
+        if let (Some(conn), false) = (accepted, was_known) {
+            // Accepted from an unknown address: only a live connection's own signed request.
+            assert_eq!(
+                Some(conn),
+                named,
+                "accepted a request naming another connection"
+            );
+            assert!(live.contains(&conn));
+            let (.., password) = CONNS.iter().find(|(c, ..)| *c == conn).unwrap();
+            assert!(demux.stun_integrity_ok(&datagram, password));
+            earned.insert((from, conn));
+        } else if let (Some(conn), Some(named)) = (accepted, named) {
+            if conn == named && demux.stun_integrity_ok(&datagram, password_of(conn).unwrap()) {
+                earned.insert((from, conn));
+            }
+        }
+        // Whatever routes by address alone was earned by a signed request from there.
+        for port in 5000..5004 {
+            let addr = SocketAddr::from(([127, 0, 0, 1], port));
+            if let Some(Route::Known(conn)) = demux.route(addr, b"\x80") {
+                assert!(
+                    earned.contains(&(addr, conn)),
+                    "{addr} routes to {conn:?} unearned"
+                );
+            }
+        }
+    }
+}
+
+/// A STUN binding request with `username` as USERNAME, signed with `password` if given.
+fn signed_request(username: &[u8], password: Option<&str>) -> Vec<u8> {
+    use rtc::stun::message::Setter;
+    let username = String::from_utf8_lossy(username).into_owned();
+    // Declared before `setters`, which borrows it.
+    let crypto = rtc::crypto::default_provider().ok();
+    let mut setters: Vec<Box<dyn Setter>> = vec![
+        Box::new(rtc::stun::message::BINDING_REQUEST),
+        Box::new(rtc::stun::textattrs::TextAttribute::new(
+            rtc::stun::attributes::ATTR_USERNAME,
+            username,
+        )),
+    ];
+    if let (Some(password), Some(crypto)) = (password, &crypto) {
+        setters.push(Box::new(
+            MessageIntegrity::new_short_term_integrity_with_provider(
+                password.to_owned(),
+                crypto.crypto(),
+            ),
+        ));
+    }
+    let mut message = Message::new();
+    match message.build(&setters) {
+        Ok(()) => message.raw.clone(),
+        Err(_) => Vec::new(),
+    }
 }
 
 #[cfg(test)]

@@ -45,8 +45,9 @@ use crate::{
     SfuEvent, SfuStats, TrackKind,
 };
 use connection::Connection;
+pub(crate) use demux::fuzz_routing as fuzz_demux_routing;
 pub(crate) use demux::stun_local_ufrag;
-use demux::{Demuxer, Route};
+use demux::Demuxer;
 use forwarder::Forwarder;
 use media_socket::bind_media_socket;
 pub(crate) use offer_scan::fuzz_publisher_offer;
@@ -400,24 +401,11 @@ impl Engine {
     }
 
     fn handle_datagram(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) {
-        let conn_id = match self.demux.route(from, datagram) {
-            Some(Route::Known(conn_id)) => conn_id,
-            Some(Route::Unverified(conn_id)) => {
-                let verified = self
-                    .conns
-                    .get(&conn_id)
-                    .is_some_and(|conn| self.demux.stun_integrity_ok(datagram, &conn.ice_password));
-                if !verified {
-                    self.counters.drop(DropReason::UnknownSource);
-                    return;
-                }
-                self.demux.learn(from, conn_id);
-                conn_id
-            }
-            None => {
-                self.counters.drop(DropReason::UnknownSource);
-                return;
-            }
+        let conns = &self.conns;
+        let password_of = |conn: ConnId| conns.get(&conn).map(|c| c.ice_password.as_str());
+        let Some(conn_id) = self.demux.accept(from, datagram, password_of) else {
+            self.counters.drop(DropReason::UnknownSource);
+            return;
         };
         if !self.conns.contains_key(&conn_id) {
             self.counters.drop(DropReason::UnknownSource);
