@@ -40,11 +40,33 @@ pub fn token(data: &[u8]) {
     }
 }
 
-fn parse_as<T: serde::de::DeserializeOwned + Validate>(value: &Value, limit: usize) {
+/// Parses `value` as `T` and checks what the parser promises, independently of how it is
+/// written (review T4): the size limit is exact (accepted at its own size, refused as too large
+/// one byte below), and an error always has a code.
+fn parse_as<T: serde::de::DeserializeOwned + Validate>(value: &Value, limit: usize) -> Option<T> {
+    let size = payload::json_size(value);
     match payload::parse::<T>(value, limit) {
-        Ok(_) => assert!(value.is_object() && payload::json_size(value) <= limit),
-        Err(e) => assert!(!e.code().is_empty()),
+        Ok(parsed) => {
+            assert!(value.is_object() && size <= limit);
+            assert!(payload::parse::<T>(value, size).is_ok());
+            assert!(matches!(
+                payload::parse::<T>(value, size - 1),
+                Err(payload::PayloadError::TooLarge { .. })
+            ));
+            Some(parsed)
+        }
+        Err(e) => {
+            assert!(!e.code().is_empty());
+            None
+        }
     }
+}
+
+/// An accepted payload's `call_id` is the JSON's own string, and the hint that error events
+/// use agrees with it: the two readings of one field never disagree.
+fn same_call_id(value: &Value, parsed: &str) {
+    assert_eq!(value.get("call_id").and_then(Value::as_str), Some(parsed));
+    assert_eq!(payload::call_id_hint(value).as_deref(), Some(parsed));
 }
 
 /// One client event payload, as every event's parser would see it.
@@ -53,12 +75,40 @@ pub fn event_payload(data: &[u8]) {
         return;
     };
     let limit = 4096;
-    parse_as::<payload::InitiateCall>(&value, limit);
-    parse_as::<payload::CallRef>(&value, limit);
-    parse_as::<payload::EndCall>(&value, limit);
-    parse_as::<payload::WebrtcOffer>(&value, limit);
-    parse_as::<payload::WebrtcAnswer>(&value, limit);
-    parse_as::<payload::WebrtcIceCandidate>(&value, limit);
-    parse_as::<payload::MediaState>(&value, limit);
+    if let Some(p) = parse_as::<payload::InitiateCall>(&value, limit) {
+        let ids = p.to.ids();
+        assert!(!ids.is_empty() && ids.iter().all(|id| !id.as_str().is_empty()));
+    }
+    if let Some(p) = parse_as::<payload::CallRef>(&value, limit) {
+        same_call_id(&value, p.call_id.as_str());
+    }
+    if let Some(p) = parse_as::<payload::EndCall>(&value, limit) {
+        same_call_id(&value, p.call_id.as_str());
+    }
+    if let Some(p) = parse_as::<payload::WebrtcOffer>(&value, limit) {
+        same_call_id(&value, p.call_id.as_str());
+        assert_eq!(
+            value.get("sdp").and_then(Value::as_str),
+            Some(p.sdp.as_str())
+        );
+        assert!(!p.sdp.trim().is_empty());
+        let declared = value
+            .get("tracks")
+            .and_then(Value::as_array)
+            .map_or(0, Vec::len);
+        assert_eq!(p.tracks.len(), declared);
+    }
+    if let Some(p) = parse_as::<payload::WebrtcAnswer>(&value, limit) {
+        same_call_id(&value, p.call_id.as_str());
+        assert!(!p.sdp.trim().is_empty());
+    }
+    if let Some(p) = parse_as::<payload::WebrtcIceCandidate>(&value, limit) {
+        same_call_id(&value, p.call_id.as_str());
+    }
+    if let Some(p) = parse_as::<payload::MediaState>(&value, limit) {
+        same_call_id(&value, p.call_id.as_str());
+        assert_eq!(value.get("audio").and_then(Value::as_bool), Some(p.audio));
+        assert_eq!(value.get("video").and_then(Value::as_bool), Some(p.video));
+    }
     let _ = payload::call_id_hint(&value);
 }
