@@ -306,6 +306,54 @@ async fn concurrent_recordings_are_capped() -> Result<()> {
     Ok(())
 }
 
+/// Finding 16, the per-user cap: Alice starts recording a three-person call and leaves it (the
+/// call and its recording go on with Bob and Carol). In her next call her second recording is
+/// refused with `limit_exceeded`, while Dave, in that same call, may record it: the cap counts
+/// recordings per user who started them, not per call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recordings_per_user_are_capped() -> Result<()> {
+    let mut config = ServerConfig::for_tests();
+    config.recording.max_recordings_per_user = 1;
+    let server = TestServer::start(config).await?;
+    let base = server.base.clone();
+    let http = reqwest::Client::new();
+    let (alice, mut alice_ev, _) = join(&http, &base, "Alice").await?;
+    let (bob, mut bob_ev, _) = join(&http, &base, "Bob").await?;
+    let (carol, mut carol_ev, _) = join(&http, &base, "Carol").await?;
+    let (dave, mut dave_ev, _) = join(&http, &base, "Dave").await?;
+    let first = two_person_call(&alice, &bob, &mut bob_ev, CallKind::Voice).await?;
+    invite_when_online(alice.signaling(), &first, carol.user()).await?;
+    wait_for("carol", &mut carol_ev, SIGNAL_TIMEOUT, incoming).await?;
+    carol.signaling().accept_call(&first).await?;
+    emit(alice.signaling(), "start_recording", &first).await?;
+    wait_for(
+        "alice",
+        &mut alice_ev,
+        SIGNAL_TIMEOUT,
+        named("recording_started", &first),
+    )
+    .await?;
+    alice.signaling().leave_call(&first, None).await?;
+
+    let second = two_person_call(&alice, &dave, &mut dave_ev, CallKind::Voice).await?;
+    let code = refused_code(emit(alice.signaling(), "start_recording", &second).await);
+    ensure!(code == "limit_exceeded", "Alice's second recording: {code}");
+    emit(dave.signaling(), "start_recording", &second).await?;
+    wait_for(
+        "alice",
+        &mut alice_ev,
+        SIGNAL_TIMEOUT,
+        named("recording_started", &second),
+    )
+    .await?;
+
+    for p in [alice, bob, carol, dave] {
+        p.close().await;
+    }
+    server.stop().await;
+    Ok(())
+}
+
 /// Starts the `switchboard` binary on `database_url` and `recording_dir`; returns it once
 /// it answers `/healthz`.
 async fn spawn_binary(

@@ -337,7 +337,7 @@ pub async fn invite_when_online(
     loop {
         match inviter.invite_participant(call, &user.id).await {
             Err(SignalingError::Refused { code, .. })
-                if code == "unknown_user" && Instant::now() < deadline =>
+                if code == "user_offline" && Instant::now() < deadline =>
             {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
