@@ -14,8 +14,6 @@ pub enum SignalingError {
     InvalidPayload(String),
     #[error("payload is {size} bytes, over the {limit} byte limit")]
     PayloadTooLarge { size: usize, limit: usize },
-    #[error("no such user")]
-    UnknownUser,
     #[error("the user is not online")]
     UserOffline,
     #[error("you cannot call yourself")]
@@ -57,7 +55,6 @@ impl SignalingError {
         match self {
             SignalingError::InvalidPayload(_) => "invalid_payload",
             SignalingError::PayloadTooLarge { .. } => "payload_too_large",
-            SignalingError::UnknownUser => "unknown_user",
             SignalingError::UserOffline => "user_offline",
             SignalingError::SelfCall => "self_call",
             SignalingError::Busy(_) => "busy",

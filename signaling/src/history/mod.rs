@@ -30,6 +30,7 @@
 
 pub mod http;
 mod recordings;
+mod rows;
 mod store;
 mod types;
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 use sqlx::Row;
 use tracing::{info, warn};
 
-use super::store::{recording_from_row, RECORDING_COLUMNS};
+use super::rows::{recording_from_row, RECORDING_COLUMNS};
 use super::{HistoryError, HistoryStore, Recording, Timestamp};
 use crate::UserId;
 
