@@ -61,11 +61,8 @@ impl Proxy {
     pub async fn start_with(
         listen: SocketAddr,
         upstream: SocketAddr,
-        mut config: ProxyConfig,
+        config: ProxyConfig,
     ) -> Result<Proxy, NetbedError> {
-        config.default_impairment.validate()?;
-        config.max_flows = config.max_flows.max(1);
-        config.max_queued_packets = config.max_queued_packets.max(1);
         let socket = UdpSocket::bind(listen)
             .await
             .map_err(|source| NetbedError::Bind {
@@ -73,9 +70,41 @@ impl Proxy {
                 addr: listen,
                 source,
             })?;
+        Self::start_on_tokio(socket, upstream, config)
+    }
+
+    /// Start on a listen socket bound beforehand. This breaks the chicken-and-egg of a server
+    /// that must announce the proxy's address while the proxy must know the server's: bind
+    /// the proxy's socket, start the server announcing its address, then start the proxy.
+    pub async fn start_on(
+        listen: std::net::UdpSocket,
+        upstream: SocketAddr,
+        config: ProxyConfig,
+    ) -> Result<Proxy, NetbedError> {
+        let addr = listen
+            .local_addr()
+            .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0)));
+        let bind_error = |source| NetbedError::Bind {
+            what: "listen",
+            addr,
+            source,
+        };
+        listen.set_nonblocking(true).map_err(bind_error)?;
+        let socket = UdpSocket::from_std(listen).map_err(bind_error)?;
+        Self::start_on_tokio(socket, upstream, config)
+    }
+
+    fn start_on_tokio(
+        socket: UdpSocket,
+        upstream: SocketAddr,
+        mut config: ProxyConfig,
+    ) -> Result<Proxy, NetbedError> {
+        config.default_impairment.validate()?;
+        config.max_flows = config.max_flows.max(1);
+        config.max_queued_packets = config.max_queued_packets.max(1);
         let listen_addr = socket.local_addr().map_err(|source| NetbedError::Bind {
             what: "listen",
-            addr: listen,
+            addr: SocketAddr::from(([0, 0, 0, 0], 0)),
             source,
         })?;
         let (created_tx, _) = watch::channel(0);
