@@ -2,7 +2,7 @@
 //! for them, change their impairment, black-hole, restore and rebind them.
 
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,6 +34,10 @@ pub enum Target {
     Flow(FlowId),
     /// The flow of this client source address.
     Client(SocketAddr),
+    /// Every flow from this client IP. Tests can bind each simulated person's sockets on
+    /// their own loopback IP (127.0.0.2, 127.0.0.3, …: all of 127/8 is local) and then act on
+    /// "everything of that person" without knowing their ports.
+    ClientIp(IpAddr),
     All,
 }
 
@@ -162,6 +166,13 @@ impl ProxyHandle {
     pub fn flow_by_client(&self, client: SocketAddr) -> Result<FlowInfo, NetbedError> {
         self.find(|f| f.client == client)
             .ok_or_else(|| NetbedError::NoSuchFlow(format!("from client {client}")))
+    }
+
+    /// Every flow from this client IP, oldest first (see [`Target::ClientIp`]).
+    pub fn flows_from_ip(&self, ip: IpAddr) -> Vec<FlowInfo> {
+        let mut flows = self.flows();
+        flows.retain(|f| f.client.ip() == ip);
+        flows
     }
 
     /// The flow whose upstream socket is `addr`: "which client is the server's peer at addr?"
@@ -313,6 +324,7 @@ impl ProxyHandle {
         let flows = self.inner.control_of(|f| match target {
             Target::Flow(id) => f.id == id,
             Target::Client(addr) => f.client == addr,
+            Target::ClientIp(ip) => f.client.ip() == ip,
             Target::All => true,
         })?;
         match (target, flows.is_empty()) {
@@ -320,6 +332,7 @@ impl ProxyHandle {
             (Target::Client(addr), true) => {
                 Err(NetbedError::NoSuchFlow(format!("from client {addr}")))
             }
+            (Target::ClientIp(ip), true) => Err(NetbedError::NoSuchFlow(format!("from {ip}"))),
             _ => Ok(flows),
         }
     }

@@ -431,3 +431,32 @@ async fn bad_settings_are_errors_and_change_nothing() {
     assert!(proxy.blackhole(netbed::FlowId(99)).is_err());
     assert!(round_trip(&c, proxy.listen_addr(), b"y").await.is_some());
 }
+
+#[tokio::test]
+async fn a_client_ip_names_all_of_one_persons_flows() {
+    let echo = Echo::start().await;
+    let proxy = start(&echo, ProxyConfig::default()).await;
+    let to = proxy.listen_addr();
+    // "Alice" has two sockets on 127.0.0.2, "Bob" one on 127.0.0.3.
+    let bind = |ip: &str| {
+        let addr: SocketAddr = format!("{ip}:0").parse().unwrap();
+        async move { UdpSocket::bind(addr).await.unwrap() }
+    };
+    let (alice1, alice2, bob) = (
+        bind("127.0.0.2").await,
+        bind("127.0.0.2").await,
+        bind("127.0.0.3").await,
+    );
+    for c in [&alice1, &alice2, &bob] {
+        assert!(round_trip(c, to, b"hi").await.is_some());
+    }
+    let alice_ip = "127.0.0.2".parse().unwrap();
+    assert_eq!(proxy.flows_from_ip(alice_ip).len(), 2);
+    assert_eq!(proxy.blackhole(Target::ClientIp(alice_ip)).unwrap(), 2);
+    assert!(round_trip(&alice1, to, b"a1").await.is_none());
+    assert!(round_trip(&alice2, to, b"a2").await.is_none());
+    assert!(round_trip(&bob, to, b"b").await.is_some());
+    assert!(proxy
+        .blackhole(Target::ClientIp("127.0.0.9".parse().unwrap()))
+        .is_err());
+}
