@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::{client, round_trip, send_and_collect, send_and_count, Echo, WAIT};
+use common::{client, round_trip, send_and_collect, send_and_count, Echo, QUIET, WAIT};
 use netbed::{Impairment, LinkImpairment, Proxy, ProxyConfig, Target};
 use tokio::net::UdpSocket;
 
@@ -364,4 +364,66 @@ async fn a_client_ip_names_all_of_one_persons_flows() {
     assert!(proxy
         .blackhole(Target::ClientIp("127.0.0.9".parse().unwrap()))
         .is_err());
+}
+
+#[tokio::test]
+async fn duplication_sends_packets_twice() {
+    let echo = Echo::start().await;
+    let doubled = Impairment::uplink(LinkImpairment::none().duplicate(1.0));
+    let proxy = start(
+        &echo,
+        ProxyConfig {
+            default_impairment: doubled,
+            ..ProxyConfig::default()
+        },
+    )
+    .await;
+    let c = client().await;
+    for seq in 0u32..20 {
+        c.send_to(&seq.to_be_bytes(), proxy.listen_addr())
+            .await
+            .unwrap();
+    }
+    let mut copies = [0u32; 20];
+    let mut buf = [0u8; 16];
+    while let Ok(Ok((4, _))) = tokio::time::timeout(QUIET, c.recv_from(&mut buf)).await {
+        copies[u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize] += 1;
+    }
+    assert_eq!(copies, [2; 20]);
+    let flow = proxy.wait_for_flow(1, WAIT).await.unwrap();
+    assert_eq!((flow.uplink.duplicated, flow.uplink.packets_out), (20, 40));
+}
+
+#[tokio::test]
+async fn a_reorder_gap_overtakes_earlier_packets() {
+    let echo = Echo::start().await;
+    let reordering = Impairment::uplink(
+        LinkImpairment::none()
+            .delay(Duration::from_millis(20))
+            .reorder_gap(3),
+    );
+    let proxy = start(
+        &echo,
+        ProxyConfig {
+            default_impairment: reordering,
+            ..ProxyConfig::default()
+        },
+    )
+    .await;
+    let c = client().await;
+    for seq in 0u32..30 {
+        c.send_to(&seq.to_be_bytes(), proxy.listen_addr())
+            .await
+            .unwrap();
+    }
+    let mut order = Vec::new();
+    let mut buf = [0u8; 16];
+    while let Ok(Ok((4, _))) = tokio::time::timeout(QUIET, c.recv_from(&mut buf)).await {
+        order.push(u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]));
+    }
+    let mut sorted = order.clone();
+    sorted.sort_unstable();
+    assert_eq!(sorted, (0..30).collect::<Vec<_>>(), "all arrive once");
+    let overtakes = order.windows(2).filter(|w| w[1] < w[0]).count();
+    assert!(overtakes >= 5, "arrival order {order:?}");
 }
