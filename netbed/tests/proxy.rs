@@ -427,3 +427,38 @@ async fn a_reorder_gap_overtakes_earlier_packets() {
     let overtakes = order.windows(2).filter(|w| w[1] < w[0]).count();
     assert!(overtakes >= 5, "arrival order {order:?}");
 }
+
+#[tokio::test]
+async fn jitter_spreads_the_delay_on_both_sides() {
+    let echo = Echo::start().await;
+    let jittery = Impairment::uplink(
+        LinkImpairment::none()
+            .delay(Duration::from_millis(50))
+            .jitter(Duration::from_millis(20))
+            .seed(5),
+    );
+    let proxy = start(
+        &echo,
+        ProxyConfig {
+            default_impairment: jittery,
+            ..ProxyConfig::default()
+        },
+    )
+    .await;
+    let c = client().await;
+    let mut rtts = Vec::new();
+    for i in 0u8..40 {
+        rtts.push(round_trip(&c, proxy.listen_addr(), &[i; 4]).await.unwrap());
+    }
+    // Delays are uniform in 30..70 ms: none below 30, about a quarter below 45. A busy
+    // machine only adds time, so it cannot fake the early ones.
+    assert!(
+        rtts.iter().all(|r| *r >= Duration::from_millis(30)),
+        "{rtts:?}"
+    );
+    let early = rtts
+        .iter()
+        .filter(|r| **r < Duration::from_millis(45))
+        .count();
+    assert!(early >= 3, "only {early} of 40 under 45 ms: {rtts:?}");
+}
