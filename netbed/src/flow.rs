@@ -221,6 +221,7 @@ pub(crate) struct FlowTask {
     /// Packets released by a model, about to be sent (reused: no allocation per packet).
     outbox: Vec<Bytes>,
     last_activity: Instant,
+    recv_errors: u64,
 }
 
 impl FlowTask {
@@ -245,6 +246,7 @@ impl FlowTask {
             buf: BytesMut::new(),
             outbox: Vec::with_capacity(64),
             last_activity: Instant::now(),
+            recv_errors: 0,
         })
     }
 
@@ -271,10 +273,15 @@ impl FlowTask {
                         self.on_downlink(packet).await;
                     }
                     // An ICMP "port unreachable" from the server side surfaces here on a
-                    // connected socket: not fatal, the next datagram may arrive fine.
+                    // connected socket (one per datagram while the server is down): not
+                    // fatal, the next datagram may arrive fine. Logged at the 1st, 2nd, 4th,
+                    // 8th, … error so a dead server costs a handful of lines, not one per packet.
                     Err(e) => {
-                        debug!(flow = %shared.id, client = %shared.client, error = %e,
-                            "upstream receive error");
+                        self.recv_errors += 1;
+                        if self.recv_errors.is_power_of_two() {
+                            debug!(flow = %shared.id, client = %shared.client, error = %e,
+                                errors = self.recv_errors, "upstream receive error");
+                        }
                         tokio::time::sleep(Duration::from_millis(1)).await;
                     }
                 },

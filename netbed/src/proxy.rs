@@ -376,6 +376,7 @@ impl Inner {
 async fn dispatch(inner: Arc<Inner>) {
     let listen = Arc::clone(&inner.listen);
     let mut buf = BytesMut::new();
+    let mut errors = 0u64;
     loop {
         ensure_room(&mut buf);
         match listen.recv_buf_from(&mut buf).await {
@@ -386,7 +387,12 @@ async fn dispatch(inner: Arc<Inner>) {
             Err(e) => {
                 // Unconnected UDP reports little (at most an ICMP error on some systems);
                 // keep serving, without spinning if an error were to persist.
-                debug!(listen = %inner.listen_addr, error = %e, "listen socket receive error");
+                // Logged at the 1st, 2nd, 4th, … error only.
+                errors += 1;
+                if errors.is_power_of_two() {
+                    debug!(listen = %inner.listen_addr, error = %e, errors,
+                        "listen socket receive error");
+                }
                 tokio::time::sleep(Duration::from_millis(1)).await;
             }
         }

@@ -462,3 +462,22 @@ async fn jitter_spreads_the_delay_on_both_sides() {
         .count();
     assert!(early >= 3, "only {early} of 40 under 45 ms: {rtts:?}");
 }
+
+#[tokio::test]
+async fn a_flow_outlives_its_server_going_away_and_coming_back() {
+    let echo = Echo::start().await;
+    let server = echo.addr;
+    let proxy = start(&echo, ProxyConfig::default()).await;
+    let c = client().await;
+    assert!(round_trip(&c, proxy.listen_addr(), b"up").await.is_some());
+    echo.stop().await;
+    // The server is gone: each datagram now earns an ICMP error on the upstream socket.
+    assert_eq!(send_and_count(&c, proxy.listen_addr(), 50, 50).await, 0);
+    let echo = Echo::start_on(server).await;
+    assert!(round_trip(&c, proxy.listen_addr(), b"again")
+        .await
+        .is_some());
+    let flow = proxy.wait_for_flow(1, WAIT).await.unwrap();
+    assert_eq!(proxy.flows().len(), 1, "the same flow carries on");
+    assert_eq!(echo.last_source(), Some(flow.upstream_local));
+}

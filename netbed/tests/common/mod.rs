@@ -17,15 +17,21 @@ pub const QUIET: Duration = Duration::from_millis(300);
 pub struct Echo {
     pub addr: SocketAddr,
     sources: Arc<Mutex<Vec<SocketAddr>>>,
+    task: tokio::task::JoinHandle<()>,
 }
 
 impl Echo {
     pub async fn start() -> Echo {
-        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        Self::start_on("127.0.0.1:0".parse().unwrap()).await
+    }
+
+    /// An echo server on this address (e.g. where a stopped one was).
+    pub async fn start_on(addr: SocketAddr) -> Echo {
+        let socket = UdpSocket::bind(addr).await.unwrap();
         let addr = socket.local_addr().unwrap();
         let sources = Arc::new(Mutex::new(Vec::new()));
         let seen = Arc::clone(&sources);
-        tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             let mut buf = vec![0u8; 2048];
             while let Ok((n, from)) = socket.recv_from(&mut buf).await {
                 {
@@ -37,7 +43,17 @@ impl Echo {
                 let _ = socket.send_to(&buf[..n], from).await;
             }
         });
-        Echo { addr, sources }
+        Echo {
+            addr,
+            sources,
+            task,
+        }
+    }
+
+    /// Stop serving and close the socket (the server is gone).
+    pub async fn stop(self) {
+        self.task.abort();
+        let _ = self.task.await;
     }
 
     pub fn distinct_sources(&self) -> HashSet<SocketAddr> {
