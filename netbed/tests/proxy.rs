@@ -473,6 +473,8 @@ async fn a_flow_outlives_its_server_going_away_and_coming_back() {
     echo.stop().await;
     // The server is gone: each datagram now earns an ICMP error on the upstream socket.
     assert_eq!(send_and_count(&c, proxy.listen_addr(), 50, 50).await, 0);
+    // ... which the proxy counts (sends refused with ECONNREFUSED) and survives.
+    assert!(proxy.flows()[0].uplink.dropped_overflow > 0);
     let echo = Echo::start_on(server).await;
     assert!(round_trip(&c, proxy.listen_addr(), b"again")
         .await
