@@ -36,6 +36,12 @@ pub struct ServerConfig {
     #[arg(long, env = "SWITCHBOARD_PUBLIC_IP_FROM_STUN")]
     pub public_ip_from_stun: Option<String>,
 
+    /// Address (IP:PORT) written into ICE candidates when browsers reach the media port at
+    /// another address than the one it binds: a port-mapping NAT or load balancer, or a test
+    /// proxy such as switchboard-netbed. --public-ip (or --public-ip-from-stun) overrides its IP.
+    #[arg(long, env = "SWITCHBOARD_ANNOUNCE_MEDIA_ADDR")]
+    pub announce_media_addr: Option<SocketAddr>,
+
     /// Directory of static web files served at `/`.
     #[arg(long, env = "SWITCHBOARD_WEB_DIR", default_value = "web/public")]
     pub web_dir: PathBuf,
@@ -338,6 +344,7 @@ impl ServerConfig {
             media_addr: localhost(0),
             public_ip: None,
             public_ip_from_stun: None,
+            announce_media_addr: None,
             web_dir: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../web/public")),
             token_secret: Some("switchboard-test-secret-not-for-production".into()),
             token_secret_file: None,
@@ -387,6 +394,13 @@ impl ServerConfig {
                 "production mode needs a token secret: --token-secret-file (or --token-secret / SWITCHBOARD_TOKEN_SECRET); generate one with `openssl rand -base64 32`"
                     .into(),
             );
+        }
+        if let Some(announce) = self.announce_media_addr {
+            if announce.port() == 0 || announce.ip().is_unspecified() {
+                return Err(format!(
+                    "--announce-media-addr {announce}: browsers need a concrete IP and port"
+                ));
+            }
         }
         if self.token_max_lifetime_secs < 60 {
             return Err("token max lifetime must be at least 60 s".into());
@@ -508,6 +522,22 @@ mod tests {
         config.ring_timeout_secs = 0;
         assert!(config.validate().is_err());
         assert_eq!(ServerConfig::for_tests().validate(), Ok(()));
+        for bad in ["0.0.0.0:3479", "127.0.0.1:0"] {
+            let config =
+                ServerConfig::try_parse_from(["switchboard", "--announce-media-addr", bad])
+                    .unwrap();
+            assert!(config.validate().is_err(), "{bad} accepted");
+        }
+        let config = ServerConfig::try_parse_from([
+            "switchboard",
+            "--announce-media-addr",
+            "203.0.113.7:3479",
+        ])
+        .unwrap();
+        assert_eq!(
+            config.announce_media_addr,
+            Some("203.0.113.7:3479".parse().unwrap())
+        );
     }
 
     #[test]

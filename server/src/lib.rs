@@ -116,6 +116,7 @@ impl Server {
         let sfu_config = SfuConfig {
             udp_bind: config.media_addr,
             public_ip,
+            announce_addr: config.announce_media_addr,
             recording_min_free_bytes: config.recording_min_free_mb.saturating_mul(1024 * 1024),
             max_participants_per_room: config.limits.max_participants_per_call,
             max_tracks_per_participant: config.limits.max_tracks_per_participant,
@@ -234,9 +235,15 @@ impl Server {
         self.http_addr
     }
 
-    /// The bound media UDP address.
+    /// The media address announced in ICE candidates (the bound one unless --public-ip,
+    /// --public-ip-from-stun or --announce-media-addr change it).
     pub fn media_addr(&self) -> SocketAddr {
         self.sfu.media_addr()
+    }
+
+    /// Where the media UDP socket is bound (the real port when bound to port 0).
+    pub fn media_bound_addr(&self) -> SocketAddr {
+        self.sfu.bound_addr()
     }
 
     /// The IP announced in ICE candidates when it is not the bind address: --public-ip, or

@@ -253,12 +253,21 @@ pub(crate) enum Command {
 pub struct Sfu {
     pub(crate) commands: mpsc::Sender<Command>,
     pub(crate) media_addr: std::net::SocketAddr,
+    pub(crate) bound_addr: std::net::SocketAddr,
 }
 
 impl Sfu {
-    /// The bound media UDP address (the port browsers send media to).
+    /// The media address browsers send to: the one in the ICE candidate. The bound address,
+    /// unless `public_ip` / `announce_addr` say otherwise (see [`SfuConfig::advertised_addr`]).
+    ///
+    /// [`SfuConfig::advertised_addr`]: crate::SfuConfig::advertised_addr
     pub fn media_addr(&self) -> std::net::SocketAddr {
         self.media_addr
+    }
+
+    /// Where the media socket is actually bound (the real port when bound to port 0).
+    pub fn bound_addr(&self) -> std::net::SocketAddr {
+        self.bound_addr
     }
 
     /// Completes when the media task has ended: after [`Sfu::shutdown`], or unexpectedly

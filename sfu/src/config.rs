@@ -11,6 +11,10 @@ pub struct SfuConfig {
     /// address is not reachable by browsers. Defaults to the bind IP (or 127.0.0.1 when the
     /// bind IP is unspecified).
     pub public_ip: Option<IpAddr>,
+    /// The address (IP and port) advertised in ICE candidates when it differs from the bound
+    /// socket: behind a port-mapping NAT or load balancer, or a test proxy in front of the
+    /// media port. `public_ip`, when set, still overrides the IP. `None`: the bound port.
+    pub announce_addr: Option<SocketAddr>,
     /// Kernel receive and send buffer asked for on the media socket. Bursts (a keyframe fanned
     /// out to every subscriber, many DTLS handshakes at once) overflow Linux's 208 KiB default;
     /// the kernel caps the request at `net.core.rmem_max`/`wmem_max` (see docs/operations.md).
@@ -40,6 +44,7 @@ impl Default for SfuConfig {
         Self {
             udp_bind: SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 3478),
             public_ip: None,
+            announce_addr: None,
             socket_buffer_bytes: 8 * 1024 * 1024,
             max_participants_per_room: 16,
             connect_timeout: Duration::from_secs(20),
@@ -71,12 +76,44 @@ impl SfuConfig {
         Ok(())
     }
 
-    /// The IP written into the server's ICE candidate.
-    pub fn advertised_ip(&self) -> IpAddr {
-        match self.public_ip {
-            Some(ip) => ip,
-            None if self.udp_bind.ip().is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
-            None => self.udp_bind.ip(),
-        }
+    /// The address written into the server's ICE candidate, given where the media socket is
+    /// bound: IP from `public_ip`, else `announce_addr`, else the bind IP (127.0.0.1 for an
+    /// unspecified bind IP); port from `announce_addr`, else the bound port.
+    pub fn advertised_addr(&self, bound: SocketAddr) -> SocketAddr {
+        let ip = match (self.public_ip, self.announce_addr) {
+            (Some(ip), _) => ip,
+            (None, Some(announce)) => announce.ip(),
+            (None, None) if bound.ip().is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            (None, None) => bound.ip(),
+        };
+        let port = self.announce_addr.map_or(bound.port(), |a| a.port());
+        SocketAddr::new(ip, port)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn the_candidate_address_combines_public_ip_announce_and_bound_port() {
+        let bound = addr("127.0.0.1:40000");
+        let mut config = SfuConfig::default();
+        assert_eq!(config.advertised_addr(bound), bound);
+        assert_eq!(
+            config.advertised_addr(addr("0.0.0.0:40000")),
+            addr("127.0.0.1:40000")
+        );
+        config.announce_addr = Some(addr("203.0.113.7:3479"));
+        assert_eq!(config.advertised_addr(bound), addr("203.0.113.7:3479"));
+        // --public-ip overrides only the IP.
+        config.public_ip = Some("198.51.100.2".parse().unwrap());
+        assert_eq!(config.advertised_addr(bound), addr("198.51.100.2:3479"));
+        config.announce_addr = None;
+        assert_eq!(config.advertised_addr(bound), addr("198.51.100.2:40000"));
     }
 }

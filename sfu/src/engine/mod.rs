@@ -150,7 +150,7 @@ pub(crate) async fn start(config: SfuConfig) -> Result<(Sfu, SfuEvents), SfuErro
         .and_then(UdpSocket::from_std)
         .map_err(bind_error)?;
     let bound = socket.local_addr().map_err(bind_error)?;
-    let media_addr = SocketAddr::new(config.advertised_ip(), bound.port());
+    let media_addr = config.advertised_addr(bound);
     let (commands_tx, commands) = mpsc::channel(1024);
     let (events, events_rx) = mpsc::unbounded_channel();
     let engine = Engine {
@@ -178,6 +178,7 @@ pub(crate) async fn start(config: SfuConfig) -> Result<(Sfu, SfuEvents), SfuErro
         Sfu {
             commands: commands_tx,
             media_addr,
+            bound_addr: bound,
         },
         events_rx,
     ))
