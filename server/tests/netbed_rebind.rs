@@ -2,7 +2,8 @@
 //! switch (flow rebound)"): a real 1:1 video call goes through the netbed proxy; every flow is
 //! rebound to a new upstream socket, so the SFU sees both people arrive from new source ports
 //! without any ICE restart or renegotiation. Media must come back both ways, and stay, in the
-//! same call: the SFU follows a peer to the address its authenticated media now comes from.
+//! same call: the SFU follows a peer to the address its authenticated media now comes from,
+//! and forged media from the old (still learned) addresses does not pull it back.
 
 mod netbed_common;
 
@@ -65,6 +66,46 @@ async fn media_follows_every_flow_to_its_new_port_after_a_rebind() -> Result<()>
         first.is_some(),
         "no packet came back within {RECOVERY_BOUND:?}"
     );
+
+    // The old addresses are still learned (the demuxer forgets them only at its cap), but
+    // unauthenticated "media" from one must not pull the call back there: forge RTP and RTCP
+    // from each old port; the SFU must send none of its media to them.
+    let sfu = call.server.sfu.bound_addr();
+    let mut forgers = Vec::new();
+    for flow in &before {
+        let socket = tokio::net::UdpSocket::bind(flow.upstream_local).await?;
+        socket.connect(sfu).await?;
+        forgers.push(socket);
+    }
+    let forged_rtp = [
+        0x80, 96, 0x12, 0x34, 0, 0, 0, 1, 0xde, 0xad, 0xbe, 0xef, 1, 2, 3, 4,
+    ];
+    let forged_rtcp = [
+        0x81, 201, 0, 1, 0xde, 0xad, 0xbe, 0xef, 0, 0, 0, 0, 0, 0, 0, 0,
+    ];
+    let mut buf = [0u8; 2048];
+    let mut answered = 0;
+    for round in 0..20 {
+        for socket in &forgers {
+            let forged: &[u8] = if round % 2 == 0 {
+                &forged_rtp
+            } else {
+                &forged_rtcp
+            };
+            socket.send(forged).await?;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        for socket in &forgers {
+            while socket.try_recv(&mut buf).is_ok() {
+                answered += 1;
+            }
+        }
+    }
+    ensure!(
+        answered == 0,
+        "forged media from old addresses drew {answered} datagrams there"
+    );
+    drop(forgers);
 
     // And it stays: past the point where a stale ICE path would be declared disconnected,
     // media still flows both ways and nobody left (a fatal event fails the wait).
