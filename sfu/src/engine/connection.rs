@@ -90,6 +90,8 @@ pub(crate) struct Connection {
     /// Retransmissions this connection's NACK responder sent or suppressed, not yet folded
     /// into the engine's counters.
     pub nack_counters: Arc<NackCounters>,
+    /// Where the peer is now, when its address changed under rtc's selected pair.
+    pub path: super::path::PeerPath,
 }
 
 impl Connection {
@@ -141,6 +143,7 @@ impl Connection {
             awaiting_answer: false,
             needs_offer: false,
             nack_counters,
+            path: super::path::PeerPath::default(),
         })
     }
 

@@ -17,6 +17,7 @@ mod media_socket;
 mod membership;
 mod nack;
 mod offer_scan;
+mod path;
 mod recorder;
 pub(crate) use recorder::RecordersReady;
 
@@ -426,18 +427,49 @@ impl Engine {
         let Some(conn) = self.conns.get_mut(&conn_id) else {
             return;
         };
-        let message = TaggedBytesMut {
+        let local_addr = self.media_addr;
+        let tagged = |peer_addr| TaggedBytesMut {
             now,
             transport: TransportContext {
-                local_addr: self.media_addr,
-                peer_addr: from,
+                local_addr,
+                peer_addr,
                 ecn: None,
                 transport_protocol: TransportProtocol::UDP,
             },
             message: BytesMut::from(datagram),
         };
-        if let Err(error) = conn.pc.handle_read(message) {
+        let moving = conn.path.would_move(from, datagram);
+        if let Err(error) = conn.pc.handle_read(tagged(from)) {
             debug!(participant = %conn.participant, %error, "datagram rejected by peer connection");
+        } else if moving {
+            // rtc logs and drops what fails SRTP authentication or replay checks (its
+            // handle_read is Ok regardless): only a packet it decrypted moves the peer. Rare
+            // (once per move, or per forged packet), so collecting it is fine.
+            let decrypted: Vec<_> = std::iter::from_fn(|| conn.pc.poll_read()).collect();
+            if !decrypted.is_empty() {
+                conn.path.move_to(from);
+                info!(participant = %conn.participant, role = ?conn.role, %from,
+                    "peer moved: sending to the address its media now comes from");
+            }
+            // Events (a new track) before its packets, as `drive` orders them.
+            self.drive(now, conn_id);
+            for message in decrypted {
+                if !self.conns.contains_key(&conn_id) {
+                    return;
+                }
+                self.handle_media(now, conn_id, message.message);
+            }
+        } else if let Some(alias) = conn.path.consent_alias(from, datagram) {
+            // The real request was answered (to `from`); a copy keeps rtc's consent on its
+            // selected pair fresh, and what rtc answers to the copy is not sent (see `path`).
+            flush(&self.socket, conn, &mut self.counters);
+            if conn.pc.handle_read(tagged(alias)).is_ok() {
+                while let Some(answer) = conn.pc.poll_write() {
+                    if !(path::is_stun(&answer.message) && answer.transport.peer_addr == alias) {
+                        send(&self.socket, conn, &mut self.counters, answer);
+                    }
+                }
+            }
         }
         self.drive(now, conn_id);
     }
@@ -621,11 +653,21 @@ fn arm_timer(
 /// buffer drops the datagram (counted) rather than stalling every other participant.
 fn flush(socket: &UdpSocket, conn: &mut Connection, counters: &mut Counters) {
     while let Some(transmit) = conn.pc.poll_write() {
-        if socket
-            .try_send_to(&transmit.message, transmit.transport.peer_addr)
-            .is_err()
-        {
-            counters.drop(DropReason::SendBufferFull);
-        }
+        send(socket, conn, counters, transmit);
+    }
+}
+
+/// Sends one datagram rtc produced, to where the peer is now (see `path`).
+fn send(
+    socket: &UdpSocket,
+    conn: &mut Connection,
+    counters: &mut Counters,
+    transmit: TaggedBytesMut,
+) {
+    let to = conn
+        .path
+        .destination(transmit.transport.peer_addr, &transmit.message);
+    if socket.try_send_to(&transmit.message, to).is_err() {
+        counters.drop(DropReason::SendBufferFull);
     }
 }
