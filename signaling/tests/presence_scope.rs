@@ -50,6 +50,11 @@ async fn unknown_and_offline_users_are_one_code() {
     let mut alice = server.user("Alice").await;
     let bob = server.user("Bob").await;
     let bob_id = bob.user_id.clone();
+    // Bob online first: Alice's first snapshot (before Bob connected) already lists only her,
+    // so waiting for "only Alice" without this raced Bob's disconnect.
+    alice
+        .expect_presence(|u| common::presence_entry(u, &bob_id).is_some())
+        .await;
     bob.close();
     let alice_id = alice.user_id.clone();
     alice
